@@ -1,0 +1,99 @@
+"""The explicit list of system modules. Nothing here imports a system until it is run or shown, so
+``syslab list`` stays fast and never imports torch."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syslab.core.errors import InputError
+
+INSTALL_HINT = {"torch": "pip install 'syslab[torch]'", "ray": "pip install 'syslab[ray]'"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    name: str
+    venue: str
+    domain: str
+    fidelity: str
+    module: str
+    requires: tuple[str, ...] = ()
+
+    def missing(self) -> list[str]:
+        """Optional dependencies this system needs that are not installed."""
+        return [r for r in self.requires if importlib.util.find_spec(r) is None]
+
+    @property
+    def available(self) -> bool:
+        return not self.missing()
+
+    def install_hint(self) -> str:
+        return "; ".join(INSTALL_HINT.get(r, f"pip install {r}") for r in self.missing())
+
+    def load(self) -> Any:
+        """The module's ``SYSTEM``."""
+        return importlib.import_module(self.module).SYSTEM
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "name": self.name, "venue": self.venue, "domain": self.domain,
+                "fidelity": self.fidelity, "available": self.available}
+
+
+CATALOG: tuple[Entry, ...] = (
+    Entry("wlb-llm", "WLB-LLM", "OSDI 2025", "training", "HYBRID", "syslab.training.wlb_llm"),
+    Entry("stragglers", "Stragglers what-if analysis", "OSDI 2025", "training", "REAL", "syslab.training.stragglers"),
+)
+DOMAINS = ("training", "serving", "compilers", "kernels", "gpu_sharing", "cloud", "shell")
+
+
+def get(key: str) -> Entry:
+    for e in CATALOG:
+        if e.key == key:
+            return e
+    raise InputError(f"unknown system {key!r}.", field="KEY",
+                     fix=f"use one of: {', '.join(e.key for e in CATALOG)} (see `syslab list`).")
+
+
+def select(keys: list[str] | None = None, domain: str | None = None) -> list[Entry]:
+    if domain is not None and domain not in DOMAINS:
+        raise InputError(f"unknown domain {domain!r}.", field="--domain", fix=f"use one of: {', '.join(DOMAINS)}.")
+    entries = [get(k) for k in keys] if keys else list(CATALOG)
+    return [e for e in entries if domain is None or e.domain == domain]
+
+
+def run_system(key: str, scale: str = "quick", seed: int = 0, out_dir: str | Path = "report",
+               data_roots: list[str] | None = None, embed_figures: bool = False) -> dict[str, Any]:
+    """Run one reproduction and return its result as a JSON-ready dict. Never raises: a crash is recorded
+    as ``status: failed`` with the error, so the other systems of a ``reproduce`` still run."""
+    from syslab.core.data import DataStore
+    from syslab.core.run import Run
+
+    entry = get(key)
+    header: dict[str, Any] = {"system": key, "name": entry.name, "venue": entry.venue, "domain": entry.domain,
+                              "fidelity": entry.fidelity, "scale": scale, "seed": seed}
+    if not entry.available:
+        return {**header, "status": "unavailable", "error": f"needs {', '.join(entry.missing())}: "
+                f"{entry.install_hint()}", "findings": [], "tables": [], "figures": [], "metrics": {}, "notes": []}
+    t0 = time.perf_counter()
+    try:
+        system = entry.load()
+        run = Run(system=key, scale=scale, seed=seed, out_dir=Path(out_dir),
+                  data=DataStore(roots=[Path(r) for r in data_roots] if data_roots else None))
+        result = system.reproduce(run)
+        out = {**header, **result.to_dict(), "paper": system.paper, "real": system.real, "modelled": system.modelled}
+    except Exception as e:  # a crashing system is a result too
+        out = {**header, "status": "failed", "error": f"{e.__class__.__name__}: {e}",
+               "traceback": traceback.format_exc(), "findings": [], "tables": [], "figures": [], "metrics": {},
+               "notes": []}
+    out["duration_s"] = time.perf_counter() - t0
+    if embed_figures:
+        out["figure_bytes"] = {f["path"]: (Path(out_dir) / f["path"]).read_bytes() for f in out["figures"]
+                               if (Path(out_dir) / f["path"]).is_file()}
+    return out

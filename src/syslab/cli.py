@@ -1,0 +1,324 @@
+"""The ``syslab`` command line: list, show, run, reproduce, data, and each system's own tool.
+
+Errors a user can cause print one clear line (file, field, fix) and exit with status 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from syslab import catalog
+from syslab.core.data import DatasetMissing
+from syslab.core.errors import InputError
+
+app = typer.Typer(help="syslab: OSDI'25 / ATC'25 ML, GPU and cloud systems, runnable and checkable here.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Datasets: list, locate, download (with checksum verification).", no_args_is_help=True)
+stragglers_app = typer.Typer(help="Stragglers what-if analysis on your own training trace.", no_args_is_help=True)
+wlb_app = typer.Typer(help="WLB-LLM packing on your own document lengths.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(stragglers_app, name="stragglers")
+app.add_typer(wlb_app, name="wlb")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# list / show / run / reproduce
+# ---------------------------------------------------------------------------------------------------------
+
+@app.command("list")
+def list_systems(as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """List the systems syslab carries."""
+    if as_json:
+        _print_json([e.to_dict() for e in catalog.CATALOG])
+        return
+    table = Table("key", "system", "venue", "domain", "fidelity", "available")
+    for e in catalog.CATALOG:
+        table.add_row(e.key, e.name, e.venue, e.domain, e.fidelity, "yes" if e.available else f"no: {e.install_hint()}")
+    out.print(table)
+
+
+@app.command()
+def show(key: str) -> None:
+    """Show a system: paper, what is real, what is modelled, its claims."""
+    entry = catalog.get(key)
+    system = entry.load()
+    out.print(f"[bold]{system.name}[/bold] ({system.key}) — {system.paper}, {system.venue}")
+    out.print(f"domain {system.domain} · fidelity [bold]{system.fidelity.value}[/bold]")
+    out.print(f"[green]real:[/green] {system.real}\n[yellow]modelled:[/yellow] {system.modelled}")
+    table = Table("claim", "statement", "paper", "expect")
+    for c in system.claims:
+        table.add_row(c.id, c.statement, "—" if c.paper is None else f"{c.paper}{c.unit}", c.expect.describe())
+    out.print(table)
+
+
+def _findings_table(result: dict[str, Any]) -> Table:
+    from syslab.core.report import fmt
+
+    table = Table("claim", "paper", "measured", "expected", "holds", title=f"{result['name']} [{result['fidelity']}]")
+    for f in result["findings"]:
+        table.add_row(f["statement"], fmt(f["paper"]), f"{fmt(f['measured'])} {f['unit']}", f["expect"],
+                      "[green]yes[/green]" if f["holds"] else "[red]no[/red]")
+    return table
+
+
+@app.command()
+def run(key: str,
+        full: Annotated[bool, typer.Option("--full", help="paper scale instead of quick")] = False,
+        seed: Annotated[int, typer.Option(help="random seed")] = 0,
+        out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("report"),
+        as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False) -> None:
+    """Run one system's reproduction and write its report."""
+    from syslab.core.report import write_report
+
+    catalog.get(key)
+    result = catalog.run_system(key, "full" if full else "quick", seed, out_dir)
+    write_report([result], out_dir, result["scale"])
+    if as_json:
+        _print_json({k: v for k, v in result.items() if k != "traceback"})
+    else:
+        if result["status"] != "ok":
+            err.print(f"[red]{key} {result['status']}:[/red] {result['error']}")
+        else:
+            out.print(_findings_table(result))
+        out.print(f"report: {out_dir / 'index.html'}")
+    if result["status"] == "failed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def reproduce(keys: Annotated[list[str] | None, typer.Argument(help="systems to run (default: all)")] = None,
+              domain: Annotated[str | None, typer.Option(help="only this domain")] = None,
+              full: Annotated[bool, typer.Option("--full", help="paper scale instead of quick")] = False,
+              jobs: Annotated[int, typer.Option(help="parallel processes (default: CPU count)")] = 0,
+              ray: Annotated[str | None, typer.Option("--ray", help="fan out over this Ray cluster")] = None,
+              seed: Annotated[int, typer.Option(help="random seed")] = 0,
+              out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("report")) -> None:
+    """Run every reproduction (or the chosen ones) and write one report."""
+    from syslab.core.report import write_report
+
+    entries = catalog.select(keys, domain)
+    if not entries:
+        raise InputError("no system matches.", field="--domain", fix="see `syslab list` for keys and domains.")
+    if jobs < 0:
+        raise InputError("must be >= 0.", field="--jobs", fix="use --jobs 0 for one process per CPU.")
+    scale = "full" if full else "quick"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    args = [(e.key, scale, seed, str(out_dir)) for e in entries]
+    results: list[dict[str, Any]] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(f"reproducing ({scale})", total=len(args))
+
+        def done(r: dict[str, Any]) -> None:
+            results.append(r)
+            mark = {"ok": "[green]ok[/green]", "failed": "[red]failed[/red]"}.get(r["status"], r["status"])
+            progress.console.print(f"{r['system']}: {mark} in {r.get('duration_s', 0):.1f}s")
+            progress.advance(task)
+
+        if ray:
+            for r in _reproduce_on_ray(ray, args):
+                for rel, blob in r.pop("figure_bytes", {}).items():
+                    (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (out_dir / rel).write_bytes(blob)
+                done(r)
+        else:
+            workers = min(jobs or os.cpu_count() or 1, len(args))
+            if workers == 1:
+                for a in args:
+                    done(catalog.run_system(*a))
+            else:
+                with ProcessPoolExecutor(max_workers=workers) as pool:
+                    futures = [pool.submit(catalog.run_system, *a) for a in args]
+                    for fut in as_completed(futures):
+                        done(fut.result())
+    order = {e.key: i for i, e in enumerate(entries)}
+    results.sort(key=lambda r: order[r["system"]])
+    html = write_report(results, out_dir, scale)
+    claims = [f for r in results for f in r["findings"]]
+    failed = [r["system"] for r in results if r["status"] == "failed"]
+    out.print(f"{sum(f['holds'] for f in claims)}/{len(claims)} claims hold; report: {html}")
+    if failed:
+        err.print(f"[red]failed:[/red] {', '.join(failed)}")
+
+
+def _reproduce_on_ray(address: str, args: list[tuple]) -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("ray is not installed.", field="--ray", fix="pip install 'syslab[ray]'.") from None
+    ray.init(address=address, ignore_reinit_error=True)
+    remote = ray.remote(catalog.run_system)
+    pending = [remote.remote(*a, embed_figures=True) for a in args]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(ready[0])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------------------------
+
+@data_app.command("list")
+def data_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered datasets and whether they are present here."""
+    from syslab.core.data import DATASETS, DataStore
+
+    store = DataStore()
+    rows = [{"name": d.name, "present": store.has(d.name), "licence": d.licence, "source": d.source,
+             "files": list(d.files), "description": d.description} for d in DATASETS.values()]
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("dataset", "present", "licence", "source", "description")
+    for r in rows:
+        table.add_row(r["name"], "yes" if r["present"] else "no", r["licence"], r["source"], r["description"])
+    out.print(table)
+
+
+@data_app.command("path")
+def data_path(name: str, file: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Print where a dataset (or one of its files) is found."""
+    from syslab.core.data import DATASETS, DataStore
+
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}.", field="NAME", fix=f"use one of: {', '.join(DATASETS)}.")
+    files = [file] if file else list(DATASETS[name].files)
+    for f in files:
+        if f not in DATASETS[name].files:
+            raise InputError(f"dataset {name} has no file {f!r}.", field="FILE",
+                             fix=f"use one of: {', '.join(DATASETS[name].files)}.")
+        out.print(str(DataStore().path(name, f)))
+
+
+@data_app.command("fetch")
+def data_fetch(names: Annotated[list[str], typer.Argument(help="datasets to download")],
+               dest: Annotated[Path | None, typer.Option(help="folder (default: the cache)")] = None,
+               base_url: Annotated[str | None, typer.Option(help="mirror serving <dataset>/<file>")] = None) -> None:
+    """Download datasets and verify their sha256."""
+    from syslab.core.data import DATASETS, fetch
+
+    for name in names:
+        if name not in DATASETS:
+            raise InputError(f"unknown dataset {name!r}.", field="NAME", fix=f"use one of: {', '.join(DATASETS)}.")
+    for name in names:
+        paths = fetch(name, dest=dest, base_url=base_url, progress=lambda m: err.print(m))
+        out.print(f"{name}: {len(paths)} file(s) verified in {paths[0].parent}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Each system's own tool
+# ---------------------------------------------------------------------------------------------------------
+
+@stragglers_app.command("analyze")
+def stragglers_analyze(
+        trace: Annotated[Path, typer.Option(help="trace parquet (one row per op)")],
+        meta: Annotated[Path, typer.Option(help="job metadata YAML (dp_size, pp_size, ...)")],
+        as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+        figure: Annotated[Path | None, typer.Option(help="heatmap PNG path (default: <trace>.heatmap.png)")] = None,
+) -> None:
+    """What-if analysis of a training trace: slowdown S, attributions, M_W, M_S."""
+    from syslab.training import stragglers
+
+    a = stragglers.analyze_files(trace, meta)
+    if as_json:
+        _print_json(a.to_dict())
+        return
+    out.print(f"[bold]{a.meta.trial_name}[/bold]: straggler slowdown S = {a.slowdown:.3f} "
+              f"(launch-delay slowdown {a.launch_slowdown:.3f}; {len(a.steps)} steps)")
+    out.print(f"M_S (last stage) = {a.m_s.rem:.3f}" + (f"   M_W (top 3% workers) = {a.m_w.rem:.3f}" if a.m_w else ""))
+    out.print(f"root cause: [bold]{stragglers.name_root_cause(a)}[/bold]")
+    if a.by_optype is None:
+        out.print("S < 1.03: no attribution (the job runs close to ideal).")
+        return
+    for title, d in (("op type", a.by_optype), ("PP stage", a.by_stage), ("DP rank", a.by_dp_rank)):
+        table = Table(title, "slowdown if only it straggles", title=f"attribution by {title}")
+        for k, v in list(d.items())[:10]:
+            table.add_row(str(k), f"{v:.4f}")
+        out.print(table)
+    fig_path = figure or trace.with_suffix(".heatmap.png")
+    _heatmap(a, fig_path)
+    out.print(f"heatmap: {fig_path}")
+
+
+def _heatmap(a: Any, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = a.heatmap()
+    fig, ax = plt.subplots(figsize=(max(4, grid.shape[1] / 2.5), max(2, grid.shape[0] / 1.5 + 1)))
+    im = ax.imshow(grid, cmap="Reds", vmin=1.0, vmax=max(1.5, float(grid.max())), aspect="auto")
+    ax.set_xlabel("DP rank")
+    ax.set_ylabel("PP stage")
+    ax.set_title(f"{a.meta.trial_name}: min(S_dp, S_stage)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@wlb_app.command("pack")
+def wlb_pack(lengths: Annotated[Path, typer.Option(help="JSON list of document lengths (tokens)")],
+             context: Annotated[int, typer.Option(help="context window S (tokens per micro-batch)")] = 131072,
+             microbatches: Annotated[int, typer.Option(help="micro-batches per iteration (N)")] = 8,
+             queues: Annotated[int, typer.Option(help="outlier queues for WLB-LLM")] = 2,
+             iterations: Annotated[int, typer.Option(help="iterations to pack (0: use every document)")] = 0,
+             seed: Annotated[int, typer.Option(help="shuffle seed for the dataloader order")] = 0,
+             as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Pack documents three ways (original, fixed greedy, WLB-LLM) and compare imbalance and delay."""
+    from syslab.training import wlb_llm
+
+    docs = wlb_llm.load_lengths(lengths)
+    report = wlb_llm.compare_packers(docs, context=context, microbatches=microbatches, queues=queues,
+                                     iterations=iterations or None, seed=seed, source=str(lengths))
+    if as_json:
+        _print_json(report)
+        return
+    table = Table("packing", "imbalance degree", "mean per-token delay (iterations)", "ms per batch",
+                  title=f"{len(docs)} documents, context {context}, {microbatches} micro-batches")
+    for name in ("original", "fixed_greedy", "wlb"):
+        r = report[name]
+        table.add_row(name, f"{r['imbalance']:.3f}", f"{r.get('mean_delay_iters', 0.0):.2f}",
+                      f"{r['ms_per_batch']:.1f}")
+    out.print(table)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors exit 2 with one line, no traceback."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except (InputError, DatasetMissing) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,50 @@
+"""The run context handed to every ``reproduce``: scale, seed, output directory, data, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from syslab.core.data import DataStore
+
+Scale = Literal["quick", "full"]
+
+
+def _no_progress(message: str) -> None:
+    pass
+
+
+@dataclass
+class Run:
+    """One reproduction's settings. ``quick`` must finish in under 60 s on 2 cores; ``full`` is paper scale."""
+
+    system: str = "adhoc"
+    scale: Scale = "quick"
+    seed: int = 0
+    out_dir: Path = field(default_factory=lambda: Path("report"))
+    data: DataStore = field(default_factory=DataStore)
+    progress: Callable[[str], None] = _no_progress
+
+    def __post_init__(self) -> None:
+        if self.scale not in ("quick", "full"):
+            raise ValueError(f"scale must be 'quick' or 'full', not {self.scale!r}")
+        self.out_dir = Path(self.out_dir)
+
+    @property
+    def quick(self) -> bool:
+        return self.scale == "quick"
+
+    def rng(self, stream: int = 0) -> np.random.Generator:
+        """A generator seeded by (seed, stream): independent, reproducible streams per use."""
+        return np.random.default_rng([self.seed, stream])
+
+    def figure_path(self, name: str) -> tuple[Path, str]:
+        """Absolute path to write a PNG to, and the same path relative to the report directory."""
+        rel = Path("figures") / self.system / f"{name}.png"
+        path = self.out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path, rel.as_posix()

@@ -1,0 +1,1 @@
+"""Training systems: stragglers what-if analysis, WLB-LLM, ..."""
