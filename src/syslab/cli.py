@@ -12,11 +12,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from syslab import catalog
 from syslab.core.data import DatasetMissing
@@ -263,13 +263,11 @@ def _heatmap(a: Any, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from syslab.training.stragglers import plot_heatmap
+
     grid = a.heatmap()
-    fig, ax = plt.subplots(figsize=(max(4, grid.shape[1] / 2.5), max(2, grid.shape[0] / 1.5 + 1)))
-    im = ax.imshow(grid, cmap="Reds", vmin=1.0, vmax=max(1.5, float(grid.max())), aspect="auto")
-    ax.set_xlabel("DP rank")
-    ax.set_ylabel("PP stage")
-    ax.set_title(f"{a.meta.trial_name}: min(S_dp, S_stage)")
-    fig.colorbar(im, ax=ax)
+    fig, ax = plt.subplots(figsize=(max(5, grid.shape[1] / 2.5), max(2.5, grid.shape[0] / 1.5 + 1)))
+    fig.colorbar(plot_heatmap(a, ax, f"{a.meta.trial_name}: min(S_dp, S_stage)"), ax=ax)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -281,19 +279,21 @@ def wlb_pack(lengths: Annotated[Path, typer.Option(help="JSON list of document l
              microbatches: Annotated[int, typer.Option(help="micro-batches per iteration (N)")] = 8,
              queues: Annotated[int, typer.Option(help="outlier queues for WLB-LLM")] = 2,
              iterations: Annotated[int, typer.Option(help="iterations to pack (0: use every document)")] = 0,
-             seed: Annotated[int, typer.Option(help="shuffle seed for the dataloader order")] = 0,
+             split_long: Annotated[bool, typer.Option("--split-long",
+                                                      help="cut documents longer than the context")] = False,
              as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Pack documents three ways (original, fixed greedy, WLB-LLM) and compare imbalance and delay."""
     from syslab.training import wlb_llm
 
     docs = wlb_llm.load_lengths(lengths)
     report = wlb_llm.compare_packers(docs, context=context, microbatches=microbatches, queues=queues,
-                                     iterations=iterations or None, seed=seed, source=str(lengths))
+                                     iterations=iterations or None, split_long=split_long, source=str(lengths))
     if as_json:
         _print_json(report)
         return
     table = Table("packing", "imbalance degree", "mean per-token delay (iterations)", "ms per batch",
-                  title=f"{len(docs)} documents, context {context}, {microbatches} micro-batches")
+                  title=f"{report['documents']} documents in {report['iterations']} iterations, context {context}, "
+                        f"{microbatches} micro-batches; WLB thresholds {report['thresholds']}")
     for name in ("original", "fixed_greedy", "wlb"):
         r = report[name]
         table.add_row(name, f"{r['imbalance']:.3f}", f"{r.get('mean_delay_iters', 0.0):.2f}",
@@ -306,18 +306,10 @@ def wlb_pack(lengths: Annotated[Path, typer.Option(help="JSON list of document l
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors exit 2 with one line, no traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)       # standalone: usage errors exit 2, typer.Exit(n) exits n
     except (InputError, DatasetMissing) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, markup=True, soft_wrap=True)
+        err.print(Text.assemble(("error: ", "bold red"), str(e)), soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
-    except click.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    sys.exit(0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1000,6 +1000,20 @@ def _attribution_share(a: Analysis) -> float:
     return (excess.get(FWD, 0.0) + excess.get(BWD, 0.0)) / total if total > 0 else math.nan
 
 
+def plot_heatmap(a: Analysis, ax: Any, title: str | None = None) -> Any:
+    """Draw the [stage, DP rank] slowdown grid on a matplotlib axis; returns the image for a colorbar."""
+    from matplotlib.ticker import MaxNLocator
+
+    grid = a.heatmap()
+    im = ax.imshow(grid, cmap="Reds", vmin=1.0, vmax=max(1.5, float(grid.max())), aspect="auto")
+    ax.set_title(title or f"{a.meta.trial_name}: per-worker slowdown min(S_dp, S_stage); S={a.slowdown:.3f}")
+    ax.set_xlabel("DP rank")
+    ax.set_ylabel("PP stage")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return im
+
+
 def _plot_real(analyses: dict[str, Analysis], run: Run) -> list[Figure]:
     import matplotlib
     matplotlib.use("Agg")
@@ -1008,15 +1022,10 @@ def _plot_real(analyses: dict[str, Analysis], run: Run) -> list[Figure]:
     figs = []
     fig, axes = plt.subplots(len(analyses), 1, figsize=(10, 2.2 * len(analyses)), squeeze=False)
     for ax, (name, a) in zip(axes[:, 0], analyses.items(), strict=True):
-        grid = a.heatmap()
-        if grid is None:
+        if a.heatmap() is None:
             ax.set_axis_off()
             continue
-        im = ax.imshow(grid, cmap="Reds", vmin=1.0, vmax=max(1.5, float(grid.max())), aspect="auto")
-        ax.set_title(f"{name}: per-worker slowdown min(S_dp, S_stage); S={a.slowdown:.3f}")
-        ax.set_xlabel("DP rank")
-        ax.set_ylabel("PP stage")
-        fig.colorbar(im, ax=ax)
+        fig.colorbar(plot_heatmap(a, ax), ax=ax)
     fig.tight_layout()
     path, rel = run.figure_path("heatmaps")
     fig.savefig(path, dpi=110)

@@ -477,7 +477,9 @@ def compare_packers(lengths: np.ndarray, context: int = 131072, microbatches: in
     WLB's mean per-token delay, and each packer's wall time per global batch."""
     cost = cost or CostModel()
     lengths = check_context(np.asarray(lengths), context, microbatches, split_long, source)
+    t0 = time.perf_counter()
     batches = list(original_batches(lengths, context, microbatches))
+    original_ms = (time.perf_counter() - t0) * 1e3 / len(batches)
     if iterations:
         batches = batches[:iterations]
     if tune_sample is None:
@@ -495,9 +497,9 @@ def compare_packers(lengths: np.ndarray, context: int = 131072, microbatches: in
     packed, wlb_imb, delay = replay_wlb(batches, context, microbatches, thresholds, cost)
     wlb_ms = (time.perf_counter() - t0) * 1e3 / len(batches)
     return {
-        "documents": int(len(lengths)), "iterations": len(batches), "context": context,
+        "documents": sum(len(mb) for b in batches for mb in b), "iterations": len(batches), "context": context,
         "microbatches": microbatches, "thresholds": list(thresholds),
-        "original": {"imbalance": float(np.mean(original)), "ms_per_batch": 0.0},
+        "original": {"imbalance": float(np.mean(original)), "ms_per_batch": original_ms},
         "fixed_greedy": {"imbalance": float(np.mean([imbalance_degree([cost.microbatch_s(_lens(mb)) for mb in g])
                                                      for g in greedy])), "ms_per_batch": greedy_ms},
         "wlb": {"imbalance": wlb_imb, "mean_delay_iters": delay, "ms_per_batch": wlb_ms},
