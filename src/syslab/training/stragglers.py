@@ -1021,7 +1021,7 @@ def _plot_real(analyses: dict[str, Analysis], run: Run) -> list[Figure]:
 
     figs = []
     fig, axes = plt.subplots(len(analyses), 1, figsize=(10, 2.2 * len(analyses)), squeeze=False)
-    for ax, (name, a) in zip(axes[:, 0], analyses.items(), strict=True):
+    for ax, a in zip(axes[:, 0], analyses.values(), strict=True):
         if a.heatmap() is None:
             ax.set_axis_off()
             continue
