@@ -856,13 +856,17 @@ def synthetic_model(cfg: SynthConfig) -> DependencyModel:
         if s < pp - 1:
             groups += [[(FSEND, i, s), (FRECV, i, s + 1)] for i in range(m)]
             groups += [[(BRECV, i, s), (BSEND, i, s + 1)] for i in range(m)]
+        data_parallel = cfg.dp > 1     # without DP there are no parameter all-gathers or grad reduce-scatters
         tail = [(GC, 0, s), (LAYERNORM_AR, 0, s)] + ([(EMBEDDING_AR, 0, s)] if s in (0, pp - 1) else [])
-        tail += [(RS, 0, s), (CLIP, 0, s), (OPTIMIZER, 0, s)]
-        nodes += [(AG, 0, s), *tail]
-        deps[(FWD, 0, s)].append((AG, 0, s))
-        _chain(deps, [(AG, 0, s), (RS, 0, s)])
+        tail += [(RS, 0, s)] if data_parallel else []
+        tail += [(CLIP, 0, s), (OPTIMIZER, 0, s)]
+        nodes += tail
+        if data_parallel:
+            nodes.append((AG, 0, s))
+            deps[(FWD, 0, s)].append((AG, 0, s))
+            _chain(deps, [(AG, 0, s), (RS, 0, s)])
+            groups += [[(AG, 0, s)], [(RS, 0, s)]]
         _chain(deps, tail, [comp[-1]])
-        groups += [[(AG, 0, s)], [(RS, 0, s)]]
     groups.append([(EMBEDDING_AR, 0, 0), (EMBEDDING_AR, 0, pp - 1)] if pp > 1 else [(EMBEDDING_AR, 0, 0)])
     groups.append([(CLIP, 0, s) for s in range(pp)])
     dp_sync = {n for g in groups for n in g if n[0] in (AG, RS, CLIP)}

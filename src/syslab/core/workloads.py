@@ -1,0 +1,99 @@
+"""Arrival processes, length distributions, and loaders for the serving traces.
+
+Loaders return a DataFrame with ``arrival_s`` (seconds from the first request), ``prompt_tokens`` and
+``output_tokens``, validated with InputErrors that name the file and column. Loading is O(rows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from syslab.core.errors import InputError
+
+TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+
+
+def poisson_arrivals(rate_per_s: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n arrival times of a Poisson process (exponential gaps) starting at 0."""
+    if rate_per_s <= 0:
+        raise InputError(f"rate must be positive, got {rate_per_s}.", field="rate", fix="use requests per second > 0.")
+    gaps = rng.exponential(1.0 / rate_per_s, n)
+    return np.cumsum(gaps) - gaps[0]
+
+
+def gamma_arrivals(rate_per_s: float, cv: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Bursty arrivals: gamma-distributed gaps with mean 1/rate and coefficient of variation ``cv``
+    (cv = 1 is Poisson; cv > 1 is burstier)."""
+    if rate_per_s <= 0 or cv <= 0:
+        raise InputError("rate and cv must be positive.", field="rate/cv", fix="e.g. rate 2.0, cv 3.0.")
+    shape = 1.0 / cv**2
+    gaps = rng.gamma(shape, 1.0 / (rate_per_s * shape), n)
+    return np.cumsum(gaps) - gaps[0]
+
+
+def lognormal_lengths(median: float, sigma: float, n: int, rng: np.random.Generator, low: int = 1,
+                      high: int | None = None) -> np.ndarray:
+    """Integer lengths from a lognormal with the given median, clipped to [low, high]."""
+    x = rng.lognormal(np.log(median), sigma, n)
+    return np.clip(np.round(x), low, high if high is not None else np.inf).astype(np.int64)
+
+
+def _read_trace_csv(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found.", file=path, fix="pass a CSV with columns " + ", ".join(TRACE_COLUMNS) + ".")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise InputError(f"cannot be parsed as CSV ({e.__class__.__name__}).", file=path,
+                         fix="write a comma-separated file with a header row.") from None
+    missing = [c for c in TRACE_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}.", file=path, field=missing[0],
+                         fix="use the Azure LLM trace header: TIMESTAMP,ContextTokens,GeneratedTokens.")
+    for col in ("ContextTokens", "GeneratedTokens"):
+        values = pd.to_numeric(df[col], errors="coerce")
+        if values.isna().any() or (values < 0).any():
+            row = int(np.flatnonzero(values.isna().to_numpy() | (values < 0).to_numpy())[0])
+            raise InputError(f"row {row + 2} has {df[col].iloc[row]!r}, not a token count >= 0.", file=path,
+                             field=col, fix="token counts are non-negative integers.")
+        df[col] = values.astype(np.int64)
+    return df
+
+
+def load_azure_llm(path: str | Path) -> pd.DataFrame:
+    """The Azure LLM inference trace (2023) format: wall-clock TIMESTAMP, prompt and output token counts."""
+    df = _read_trace_csv(path)
+    ts = pd.to_datetime(df["TIMESTAMP"], errors="coerce", format="mixed")
+    if ts.isna().any():
+        row = int(np.flatnonzero(ts.isna().to_numpy())[0])
+        raise InputError(f"row {row + 2} has timestamp {df['TIMESTAMP'].iloc[row]!r}.", file=path, field="TIMESTAMP",
+                         fix="use 'YYYY-MM-DD HH:MM:SS.ffffff' timestamps.")
+    arrival = (ts - ts.min()).dt.total_seconds().to_numpy()
+    out = pd.DataFrame({"arrival_s": arrival, "prompt_tokens": df["ContextTokens"].to_numpy(),
+                        "output_tokens": df["GeneratedTokens"].to_numpy()})
+    return out.sort_values("arrival_s", kind="stable").reset_index(drop=True)
+
+
+def load_lmsys(path: str | Path, arrivals_s: np.ndarray | None = None) -> pd.DataFrame:
+    """LMSYS-Chat lengths (no timestamps upstream); pair them with ``arrivals_s`` (e.g. Poisson) if given."""
+    df = _read_trace_csv(path)
+    n = len(df)
+    if arrivals_s is not None and len(arrivals_s) < n:
+        raise InputError(f"{len(arrivals_s)} arrival times for {n} requests.", file=path, field="arrivals",
+                         fix="generate one arrival per request.")
+    arrival = np.asarray(arrivals_s[:n], dtype=np.float64) if arrivals_s is not None else np.full(n, np.nan)
+    return pd.DataFrame({"arrival_s": arrival, "prompt_tokens": df["ContextTokens"].to_numpy(),
+                         "output_tokens": df["GeneratedTokens"].to_numpy()})
+
+
+def time_scale(trace: pd.DataFrame, factor: float) -> pd.DataFrame:
+    """Compress (factor > 1) or stretch a trace's arrivals, keeping lengths: arrival / factor."""
+    if factor <= 0:
+        raise InputError(f"time scale must be positive, got {factor}.", field="--time-scale", fix="e.g. 4.0.")
+    out = trace.copy()
+    out["arrival_s"] = out["arrival_s"] / factor
+    return out
