@@ -1,0 +1,1 @@
+from tests.fake_systems import OK as SYSTEM  # noqa: F401

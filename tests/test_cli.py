@@ -1,0 +1,142 @@
+"""The CLI: JSON shapes, user errors exit 2 without a traceback, crashes are recorded, optional deps."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from syslab import catalog
+from syslab.catalog import Entry
+from syslab.cli import main
+from tests.conftest import need
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def test_list_json_schema(capsys):
+    code, out, _ = run_cli(["list", "--json"], capsys)
+    rows = json.loads(out)
+    assert code == 0 and {r["key"] for r in rows} >= {"stragglers", "wlb-llm"}
+    assert all(set(r) == {"key", "name", "venue", "domain", "fidelity", "available"} for r in rows)
+
+
+def test_list_does_not_import_systems_or_torch():
+    code = ("import sys; from syslab.cli import main\n"
+            "try:\n    main(['list', '--json'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules and 'syslab.training.stragglers' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_catalog_agrees_with_each_system_module():
+    for e in catalog.CATALOG:
+        s = e.load()
+        assert (s.key, s.name, s.venue, s.domain, s.fidelity.value) == (e.key, e.name, e.venue, e.domain, e.fidelity)
+        assert s.claims and all(c.expect for c in s.claims)
+
+
+def test_show(capsys):
+    code, out, _ = run_cli(["show", "stragglers"], capsys)
+    assert code == 0 and "REAL" in out and "M_S" in out
+
+
+def test_unknown_system_exits_2_without_traceback(capsys):
+    code, _, err = run_cli(["run", "no-such-system"], capsys)
+    assert code == 2 and "unknown system" in err and "Traceback" not in err
+
+
+def test_user_errors_exit_2_and_keep_the_file(tmp_path):
+    bad = tmp_path / "lengths.json"
+    bad.write_text("[5, -1]")
+    proc = subprocess.run([sys.executable, "-m", "syslab.cli", "wlb", "pack", "--lengths", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "lengths[1]" in proc.stderr and "Traceback" not in proc.stderr
+    assert bad.read_text() == "[5, -1]"
+    meta = tmp_path / "m.yaml"
+    meta.write_text("dp_size: 2\n")
+    trace = tmp_path / "t.parquet"
+    trace.write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "syslab.cli", "stragglers", "analyze", "--trace", str(trace),
+                           "--meta", str(meta)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "pp_size" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_stragglers_analyze_json(capsys, tmp_path):
+    store = need("straggler_traces")
+    code, out, _ = run_cli(["stragglers", "analyze", "--json",
+                            "--trace", str(store.path("straggler_traces", "trace-ST.parquet")),
+                            "--meta", str(store.path("straggler_traces", "meta-ST.yaml"))], capsys)
+    d = json.loads(out)
+    assert code == 0 and set(d) >= {"slowdown", "by_optype", "by_dp_rank", "by_stage", "m_w", "m_s"}
+    assert d["by_stage"]["3"] == pytest.approx(1.2323, abs=1e-3) and d["m_s"] > 1
+
+
+def test_stragglers_analyze_table_writes_heatmap(capsys, tmp_path):
+    store = need("straggler_traces")
+    fig = tmp_path / "h.png"
+    code, out, _ = run_cli(["stragglers", "analyze", "--figure", str(fig),
+                            "--trace", str(store.path("straggler_traces", "trace-AR.parquet")),
+                            "--meta", str(store.path("straggler_traces", "meta-AR.yaml"))], capsys)
+    assert code == 0 and "slow-worker" in out and fig.stat().st_size > 1000
+
+
+def test_wlb_pack_json(capsys):
+    store = need("wlb_doc_lengths")
+    code, out, _ = run_cli(["wlb", "pack", "--json", "--iterations", "20", "--lengths",
+                            str(store.path("wlb_doc_lengths", "doc_lengths.json"))], capsys)
+    d = json.loads(out)
+    assert code == 0 and set(d) >= {"original", "fixed_greedy", "wlb", "wlb_mean_delay_iters"}
+    assert d["wlb"]["imbalance"] < d["original"]["imbalance"]
+
+
+@pytest.fixture
+def fake_catalog(monkeypatch):
+    monkeypatch.setattr(catalog, "CATALOG", (
+        Entry("fake-crash", "Crash", "OSDI 2025", "training", "REAL", "tests.fake_systems"),
+        Entry("fake-ok", "Ok", "OSDI 2025", "training", "REAL", "tests.fake_ok_system"),
+        Entry("fake-torch", "Needs torch", "ATC 2025", "training", "REAL", "tests.fake_ok_system",
+              requires=("definitely_not_installed_pkg",)),
+    ))
+
+
+def test_reproduce_records_crashes_and_unavailable_systems(fake_catalog, tmp_path, capsys):
+    code, _, _ = run_cli(["reproduce", "--jobs", "1", "--out", str(tmp_path)], capsys)
+    assert code == 0
+    systems = {s["system"]: s for s in json.loads((tmp_path / "results.json").read_text())["systems"]}
+    assert systems["fake-crash"]["status"] == "failed" and "boom" in systems["fake-crash"]["error"]
+    assert systems["fake-ok"]["status"] == "ok" and systems["fake-ok"]["findings"][0]["holds"] is True
+    assert systems["fake-torch"]["status"] == "unavailable" and "pip install" in systems["fake-torch"]["error"]
+    assert (tmp_path / "index.html").is_file() and (tmp_path / "summary.md").is_file()
+
+
+def test_list_marks_missing_optional_dependency(fake_catalog, capsys):
+    code, out, _ = run_cli(["list", "--json"], capsys)
+    rows = {r["key"]: r for r in json.loads(out)}
+    assert rows["fake-torch"]["available"] is False and rows["fake-ok"]["available"] is True
+
+
+def test_run_json_shape(fake_catalog, tmp_path, capsys):
+    code, out, _ = run_cli(["run", "fake-ok", "--json", "--out", str(tmp_path)], capsys)
+    d = json.loads(out)
+    assert code == 0 and d["system"] == "fake-ok"
+    assert set(d["findings"][0]) >= {"id", "statement", "paper", "measured", "unit", "holds"}
+    code, _, err = run_cli(["run", "fake-crash", "--out", str(tmp_path)], capsys)
+    assert code == 1 and "boom" in err
+
+
+def test_reproduce_domain_filter_and_bad_domain(fake_catalog, tmp_path, capsys):
+    code, _, err = run_cli(["reproduce", "--domain", "nope", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "domain" in err
+    code, _, err = run_cli(["reproduce", "--domain", "serving", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "no system" in err
+
+
+def test_reproduce_with_ray_missing_is_a_clear_error(fake_catalog, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    code, _, err = run_cli(["reproduce", "fake-ok", "--ray", "auto", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "pip install" in err

@@ -1,0 +1,32 @@
+"""One test per system: its quick reproduction runs, measures every claim, and each claim lands where we
+expect. Claims we honestly do not reproduce are listed in KNOWN_GAPS with the reason, and must keep failing
+(if one starts holding, update the list and the README)."""
+
+import pytest
+
+from syslab import catalog
+from tests.conftest import need
+
+DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths"}
+
+KNOWN_GAPS = {
+    # Our FLOP-based cost model makes dataloader-order packing more imbalanced (~1.9) than the paper's
+    # measured 1.44; see the finding's note and the README.
+    ("wlb-llm", "imbalance-original"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["stragglers", "wlb-llm"])
+def test_quick_reproduction(key, tmp_path):
+    need(DATASETS[key])
+    r = catalog.run_system(key, "quick", 0, tmp_path)
+    assert r["status"] == "ok", r.get("traceback")
+    assert r["duration_s"] < 60
+    system = catalog.get(key).load()
+    assert [f["id"] for f in r["findings"]] == [c.id for c in system.claims]
+    for f in r["findings"]:
+        assert f["measured"] is not None, f["id"]
+        assert f["holds"] == ((key, f["id"]) not in KNOWN_GAPS), (f["id"], f["measured"], f["expect"])
+    for fig in r["figures"]:
+        assert (tmp_path / fig["path"]).stat().st_size > 1000
