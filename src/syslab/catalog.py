@@ -69,7 +69,8 @@ def select(keys: list[str] | None = None, domain: str | None = None) -> list[Ent
 
 
 def run_system(key: str, scale: str = "quick", seed: int = 0, out_dir: str | Path = "report",
-               data_roots: list[str] | None = None, embed_figures: bool = False) -> dict[str, Any]:
+               data_roots: list[str] | None = None, embed_figures: bool = False,
+               progress: Any = None) -> dict[str, Any]:
     """Run one reproduction and return its result as a JSON-ready dict. Never raises: a crash is recorded
     as ``status: failed`` with the error, so the other systems of a ``reproduce`` still run."""
     from syslab.core.data import DataStore
@@ -86,6 +87,8 @@ def run_system(key: str, scale: str = "quick", seed: int = 0, out_dir: str | Pat
         system = entry.load()
         run = Run(system=key, scale=scale, seed=seed, out_dir=Path(out_dir),
                   data=DataStore(roots=[Path(r) for r in data_roots] if data_roots else None))
+        if progress is not None:
+            run.progress = progress
         result = system.reproduce(run)
         out = {**header, **result.to_dict(), "paper": system.paper, "real": system.real, "modelled": system.modelled}
     except Exception as e:  # a crashing system is a result too

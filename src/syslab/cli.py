@@ -89,7 +89,9 @@ def run(key: str,
     from syslab.core.report import write_report
 
     catalog.get(key)
-    result = catalog.run_system(key, "full" if full else "quick", seed, out_dir)
+    with err.status(f"running {key}") as status:
+        result = catalog.run_system(key, "full" if full else "quick", seed, out_dir,
+                                    progress=lambda msg: status.update(f"{key}: {msg}"))
     write_report([result], out_dir, result["scale"])
     if as_json:
         _print_json({k: v for k, v in result.items() if k != "traceback"})
@@ -233,11 +235,16 @@ def stragglers_analyze(
         meta: Annotated[Path, typer.Option(help="job metadata YAML (dp_size, pp_size, ...)")],
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
         figure: Annotated[Path | None, typer.Option(help="heatmap PNG path (default: <trace>.heatmap.png)")] = None,
+        timeline: Annotated[Path | None, typer.Option(help="write a Perfetto/Chrome trace of one step here")] = None,
+        step: Annotated[int | None, typer.Option(help="step for --timeline (default: the most slowed)")] = None,
 ) -> None:
     """What-if analysis of a training trace: slowdown S, attributions, M_W, M_S."""
     from syslab.training import stragglers
 
     a = stragglers.analyze_files(trace, meta)
+    if timeline is not None:
+        stragglers.write_timeline(stragglers.load_trace(trace), stragglers.load_meta(meta), timeline, step)
+        err.print(f"timeline (recorded / no launch delays / ideal): {timeline} — open it in ui.perfetto.dev")
     if as_json:
         _print_json(a.to_dict())
         return

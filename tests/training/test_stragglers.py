@@ -234,3 +234,18 @@ def test_inconsistent_schedule_is_an_input_error(small_trace):
     with pytest.raises(InputError, match="exactly once"):
         S.analyze(df, S.JobMeta("x", dp_size=2, pp_size=2))
     assert isinstance(df, pd.DataFrame)
+
+
+def test_timeline_export_has_three_views_of_one_step(tmp_path):
+    import json
+
+    df, meta = S.synthesize_trace(S.SynthConfig(pp=2, dp=2, microbatches=3, steps=3), "gc", np.random.default_rng(1))
+    path = S.write_timeline(df, meta, tmp_path / "t.json", step=1)
+    events = json.loads(path.read_text())["traceEvents"]
+    names = {e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert names == {"recorded", "no launch delays", "ideal"}
+    spans = [e for e in events if e["ph"] == "X"]
+    n_ops = len(df[(df.step == 1)])
+    assert len(spans) == 3 * n_ops and all(e["dur"] >= 0 for e in spans)
+    with pytest.raises(InputError, match="step 99"):
+        S.write_timeline(df, meta, tmp_path / "u.json", step=99)

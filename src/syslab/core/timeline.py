@@ -28,6 +28,38 @@ class Op:
     args: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
+@dataclass(frozen=True)
+class Span:
+    """One interval on a track, for Chrome-trace export."""
+
+    name: str
+    track: str
+    start_s: float
+    end_s: float
+    category: str = "op"
+    args: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    process: str = "syslab"
+
+
+def chrome_trace(spans: Iterable[Span]) -> dict[str, Any]:
+    """Chrome trace-event JSON (opens in ui.perfetto.dev): one process per ``Span.process``, one thread per
+    track, one complete ('X') event per span; times in microseconds."""
+    spans = list(spans)
+    pids = {p: i for i, p in enumerate(dict.fromkeys(s.process for s in spans))}
+    tids: dict[tuple[str, str], int] = {}
+    for sp in spans:
+        tids.setdefault((sp.process, sp.track), len(tids))
+    events: list[dict[str, Any]] = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": p}}
+                                    for p, pid in pids.items()]
+    events += [{"name": "thread_name", "ph": "M", "pid": pids[p], "tid": tid, "args": {"name": t}}
+               for (p, t), tid in tids.items()]
+    for sp in spans:
+        events.append({"name": sp.name, "cat": sp.category, "ph": "X", "pid": pids[sp.process],
+                       "tid": tids[(sp.process, sp.track)], "ts": sp.start_s * 1e6,
+                       "dur": (sp.end_s - sp.start_s) * 1e6, "args": sp.args})
+    return {"traceEvents": events, "displayTimeUnit": "ms"}
+
+
 @dataclass
 class Schedule:
     ops: dict[str, Op]
@@ -74,14 +106,8 @@ class Schedule:
 
     def to_chrome_trace(self) -> dict[str, Any]:
         """Chrome trace-event JSON: one complete ('X') event per op, one track per resource."""
-        tracks = {r: i for i, r in enumerate(sorted({op.resource or "(unbounded)" for op in self.ops.values()}))}
-        events: list[dict[str, Any]] = [{"name": "thread_name", "ph": "M", "pid": 0, "tid": tid,
-                                         "args": {"name": r}} for r, tid in tracks.items()]
-        for name, op in self.ops.items():
-            events.append({"name": name, "cat": op.category or "op", "ph": "X", "pid": 0,
-                           "tid": tracks[op.resource or "(unbounded)"], "ts": self.start[name] * 1e6,
-                           "dur": (self.end[name] - self.start[name]) * 1e6, "args": op.args})
-        return {"traceEvents": events, "displayTimeUnit": "ms"}
+        return chrome_trace([Span(name, op.resource or "(unbounded)", self.start[name], self.end[name],
+                                  op.category or "op", op.args) for name, op in self.ops.items()])
 
     def write_chrome_trace(self, path: str | Path) -> Path:
         path = Path(path)

@@ -25,6 +25,7 @@ calls. The analysis runs 2 + |op types| + DP + PP + 4 simulations.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ import yaml
 from syslab.core.claims import Claim, Expect, Fidelity, Figure, Result, System, Table
 from syslab.core.errors import InputError
 from syslab.core.run import Run
+from syslab.core.timeline import Span, chrome_trace
 
 # ---------------------------------------------------------------------------------------------------------
 # The trace: schema, op types, job metadata
@@ -677,6 +679,38 @@ class Replay:
     def step_times(self, duration: np.ndarray | None = None, transfer: np.ndarray | None = None) -> np.ndarray:
         """Per-step time (first start to last end over all ranks) without launch delays."""
         return self.sim.span(*self.simulate(duration, transfer))
+
+    def spans(self, step_index: int, start: np.ndarray, end: np.ndarray, label: str) -> list[Span]:
+        """One step of a simulated (or recorded) timeline as Chrome-trace spans, one track per worker."""
+        t, out = self.tensor, []
+        for d in range(t.dp):
+            k = step_index * t.dp + d
+            for i, (optype, seq, stage) in enumerate(self.model.nodes):
+                out.append(Span(f"{optype} {seq}", f"dp{d:03d} stage{stage:02d} (rank {t.rank[i, d]})",
+                                float(start[i, k]), float(end[i, k]), optype, {"seq_id": seq}, label))
+        return out
+
+
+def write_timeline(df: pd.DataFrame, meta: JobMeta, path: str | Path, step: int | None = None) -> Path:
+    """Chrome trace (Perfetto) of one step three ways: as recorded, replayed without launch delays, and
+    ideal. ``step`` defaults to the step with the largest straggler slowdown."""
+    r = Replay(df, meta)
+    t = r.tensor
+    ideal_d, ideal_t = ideal_values(t, r.duration, r.transfer)
+    ideal = r.sim.run(ideal_d, ideal_t)
+    nodelay = r.simulate()
+    if step is None:
+        i = int(np.argmax(r.sim.span(*nodelay) / r.sim.step_time(ideal[1])))
+    elif step in set(t.steps.tolist()):
+        i = int(np.searchsorted(t.steps, step))
+    else:
+        raise InputError(f"step {step} is not in the trace.", field="--step",
+                         fix=f"choose one of {t.steps.tolist()[:10]}{' ...' if len(t.steps) > 10 else ''}.")
+    spans = (r.spans(i, t.start, t.end, "recorded") + r.spans(i, *nodelay, "no launch delays")
+             + r.spans(i, *ideal, "ideal"))
+    path = Path(path)
+    path.write_text(json.dumps(chrome_trace(spans)))
+    return path
 
 
 def analyze(df: pd.DataFrame, meta: JobMeta, source: str = "<trace>",
