@@ -266,12 +266,10 @@ def stragglers_analyze(
 
 
 def _heatmap(a: Any, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from syslab.core.run import pyplot
     from syslab.training.stragglers import plot_heatmap
 
+    plt = pyplot()
     grid = a.heatmap()
     fig, ax = plt.subplots(figsize=(max(5, grid.shape[1] / 2.5), max(2.5, grid.shape[0] / 1.5 + 1)))
     fig.colorbar(plot_heatmap(a, ax, f"{a.meta.trial_name}: min(S_dp, S_stage)"), ax=ax)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from syslab.core.claims import Figure
 from syslab.core.data import DataStore
 
 Scale = Literal["quick", "full"]
@@ -16,6 +17,14 @@ Scale = Literal["quick", "full"]
 
 def _no_progress(message: str) -> None:
     pass
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the file-only Agg backend (no display on servers and in workers)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
 
 
 @dataclass
@@ -41,6 +50,16 @@ class Run:
     def rng(self, stream: int = 0) -> np.random.Generator:
         """A generator seeded by (seed, stream): independent, reproducible streams per use."""
         return np.random.default_rng([self.seed, stream])
+
+    def save_figure(self, fig: Any, name: str, caption: str) -> Figure:
+        """Save a matplotlib figure as figures/<system>/<name>.png, close it, and return its report entry."""
+        import matplotlib.pyplot as plt
+
+        path, rel = self.figure_path(name)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return Figure(rel, caption)
 
     def figure_path(self, name: str) -> tuple[Path, str]:
         """Absolute path to write a PNG to, and the same path relative to the report directory."""

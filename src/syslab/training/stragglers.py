@@ -38,7 +38,7 @@ import yaml
 
 from syslab.core.claims import Claim, Expect, Fidelity, Figure, Result, System, Table
 from syslab.core.errors import InputError
-from syslab.core.run import Run
+from syslab.core.run import Run, pyplot
 from syslab.core.timeline import Span, chrome_trace
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1053,23 +1053,15 @@ def plot_heatmap(a: Analysis, ax: Any, title: str | None = None) -> Any:
 
 
 def _plot_real(analyses: dict[str, Analysis], run: Run) -> list[Figure]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figs = []
+    plt = pyplot()
     fig, axes = plt.subplots(len(analyses), 1, figsize=(10, 2.2 * len(analyses)), squeeze=False)
     for ax, a in zip(axes[:, 0], analyses.values(), strict=True):
         if a.heatmap() is None:
             ax.set_axis_off()
             continue
         fig.colorbar(plot_heatmap(a, ax), ax=ax)
-    fig.tight_layout()
-    path, rel = run.figure_path("heatmaps")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    figs.append(Figure(rel, "Per-(stage, DP rank) slowdown on the three real traces: ST's last stage and AR's "
-                            "single worker stand out; SE's imbalance is spread over DP ranks."))
+    heatmaps = run.save_figure(fig, "heatmaps", "Per-(stage, DP rank) slowdown on the three real traces: ST's last "
+                               "stage and AR's single worker stand out; SE's imbalance is spread over DP ranks.")
 
     fig, axes = plt.subplots(1, len(analyses), figsize=(4.5 * len(analyses), 3.6), squeeze=False)
     for ax, (name, a) in zip(axes[0], analyses.items(), strict=True):
@@ -1077,13 +1069,8 @@ def _plot_real(analyses: dict[str, Analysis], run: Run) -> list[Figure]:
         ax.barh([k for k, _ in items][::-1], [v - 1 for _, v in items][::-1], color="#b33")
         ax.set_title(f"{name}: S_t - 1 by op type")
         ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    path, rel = run.figure_path("attribution")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    figs.append(Figure(rel, "Attribution to op types (Eq. 2): slowdown left when only that type keeps its "
-                            "recorded durations."))
-    return figs
+    return [heatmaps, run.save_figure(fig, "attribution", "Attribution to op types (Eq. 2): slowdown left when "
+                                      "only that type keeps its recorded durations.")]
 
 
 def reproduce(run: Run) -> Result:

@@ -53,7 +53,7 @@ from syslab.core.claims import Claim, Expect, Fidelity, Figure, Result, System, 
 from syslab.core.errors import InputError
 from syslab.core.hardware import GPU, gpu
 from syslab.core.models import Transformer, model
-from syslab.core.run import Run
+from syslab.core.run import Run, pyplot
 
 # ---------------------------------------------------------------------------------------------------------
 # Inputs
@@ -560,10 +560,7 @@ def _synthetic_lengths(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _figures(run: Run, imb: dict[str, float], speed: dict[int, dict[str, float]], cp: dict[str, list[float]]
              ) -> list[Figure]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figs = []
     fig, ax = plt.subplots(figsize=(7, 3.2))
     names = list(imb)
@@ -572,11 +569,7 @@ def _figures(run: Run, imb: dict[str, float], speed: dict[int, dict[str, float]]
     ax.set_ylabel("imbalance degree")
     ax.set_title("Micro-batch imbalance at 128K (Table 2 analogue; 1.0 = balanced)")
     ax.tick_params(axis="x", labelsize=7, rotation=15)
-    fig.tight_layout()
-    path, rel = run.figure_path("imbalance")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    figs.append(Figure(rel, "Imbalance degree of each packer on the same documents (real lengths)."))
+    figs.append(run.save_figure(fig, "imbalance", "Imbalance degree of each packer on the same documents."))
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     methods = list(next(iter(speed.values())))
@@ -587,11 +580,8 @@ def _figures(run: Run, imb: dict[str, float], speed: dict[int, dict[str, float]]
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_ylabel("speedup over Plain-4D (modelled)")
     ax.legend()
-    fig.tight_layout()
-    path, rel = run.figure_path("speedup")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    figs.append(Figure(rel, "Modelled H100 step-time speedup over Plain-4D, with the breakdown of WLB-LLM's parts."))
+    figs.append(run.save_figure(fig, "speedup", "Modelled H100 step-time speedup over Plain-4D, with the breakdown "
+                                "of WLB-LLM's parts."))
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for name, values in cp.items():
@@ -600,11 +590,8 @@ def _figures(run: Run, imb: dict[str, float], speed: dict[int, dict[str, float]]
     ax.set_xlabel("max / mean per-rank attention FLOPs (CP=2)")
     ax.set_ylabel("CDF over micro-batches")
     ax.legend()
-    fig.tight_layout()
-    path, rel = run.figure_path("cp_balance")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    figs.append(Figure(rel, "Context-parallel balance of the original packed sequences at 128K."))
+    figs.append(run.save_figure(fig, "cp_balance", "Context-parallel balance of the original packed sequences at "
+                                "128K."))
     return figs
 
 
