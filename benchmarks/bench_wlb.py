@@ -16,7 +16,7 @@ def main() -> None:
         lengths = W.load_lengths(store.path("wlb_doc_lengths", "doc_lengths.json"))
     else:
         print("wlb_doc_lengths not found: using the synthetic twin")
-        lengths = W._synthetic_lengths(100_000, np.random.default_rng(0))
+        lengths = W.synthetic_lengths(100_000, np.random.default_rng(0))
     cost = W.CostModel()
     print(f"{'context':>8} {'N':>3} {'docs/batch':>10} {'next-fit ms':>12} {'greedy ms':>10} {'WLB 2q ms':>10}")
     for context, n in ((65536, 8), (131072, 8), (131072, 16), (131072, 32)):

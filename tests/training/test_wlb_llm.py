@@ -166,7 +166,7 @@ def test_adaptive_picks_per_sequence_for_short_documents_and_per_document_for_lo
 def test_cost_model_formulas():
     assert W.imbalance_degree([1, 1, 1, 1]) == 1.0
     assert W.imbalance_degree([2, 1, 1, 0]) == 2.0
-    assert W.pipeline_iteration_s([1.0, 2.0], pp=4) == pytest.approx(3 * (3 * 2.0 + 3.0))
+    assert W.fig5_iteration_s([1.0, 2.0], pp=4) == pytest.approx(3 * (3 * 2.0 + 3.0))
     cost = W.CostModel()
     # Attention is quadratic and linear work is linear in document length.
     assert cost.attention_s(np.array([2000]))[0] / cost.attention_s(np.array([1000]))[0] == pytest.approx(4, rel=1e-3)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from syslab.core.errors import InputError
+from syslab.training.pipeline import one_f_one_b_order
 from syslab.training.stragglers.model import DependencyModel, chain_deps
 from syslab.training.stragglers.simulator import Simulator
 from syslab.training.stragglers.trace import (
@@ -66,15 +67,6 @@ class SynthConfig:
     seq_sigma: float = 1.0           # cause 'sequence-imbalance': lognormal document lengths per micro-batch
 
 
-def _one_f_one_b(stage: int, pp: int, m: int) -> list[tuple[str, int]]:
-    """Compute order of stage ``stage`` in 1F1B: warm-up forwards, steady 1F1B pairs, cool-down backwards."""
-    warmup = min(pp - stage - 1, m)
-    order = [(FWD, i) for i in range(warmup)]
-    for i in range(m - warmup):
-        order += [(FWD, warmup + i), (BWD, i)]
-    return order + [(BWD, i) for i in range(m - warmup, m)]
-
-
 def synthetic_model(cfg: SynthConfig) -> DependencyModel:
     """The job's true dependency model, with the same semantics the analysis infers from a trace."""
     pp, m = cfg.pp, cfg.microbatches
@@ -82,7 +74,7 @@ def synthetic_model(cfg: SynthConfig) -> DependencyModel:
     nodes: list[Node] = []
     groups: list[list[Node]] = []
     for s in range(pp):
-        order = _one_f_one_b(s, pp, m)
+        order = [(FWD if kind == "F" else BWD, j) for kind, j in one_f_one_b_order(s, pp, m)]
         comp = [(t, i, s) for t, i in order]
         nodes += comp
         chain_deps(deps, comp)
