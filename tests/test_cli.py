@@ -140,3 +140,23 @@ def test_reproduce_with_ray_missing_is_a_clear_error(fake_catalog, tmp_path, cap
     monkeypatch.setitem(sys.modules, "ray", None)
     code, _, err = run_cli(["reproduce", "fake-ok", "--ray", "auto", "--out", str(tmp_path)], capsys)
     assert code == 2 and "pip install" in err
+
+
+def test_data_list_and_path(capsys):
+    code, out, _ = run_cli(["data", "list", "--json"], capsys)
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and "straggler_traces" in rows and rows["wlb_doc_lengths"]["licence"]
+    need("wlb_doc_lengths")
+    code, out, _ = run_cli(["data", "path", "wlb_doc_lengths"], capsys)
+    assert code == 0 and out.strip().endswith("doc_lengths.json")
+    code, _, err = run_cli(["data", "path", "nope"], capsys)
+    assert code == 2 and "unknown dataset" in err
+    code, _, err = run_cli(["data", "path", "wlb_doc_lengths", "x.csv"], capsys)
+    assert code == 2 and "no file" in err
+
+
+def test_json_output_is_strict_even_with_nan(capsys):
+    from syslab.cli import _print_json
+
+    _print_json({"a": float("nan"), "b": [1.0, float("inf")]})
+    assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.0, None]}

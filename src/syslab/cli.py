@@ -36,7 +36,10 @@ err = Console(stderr=True)
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    """Strict JSON on stdout: NaN and infinities become null, numpy values plain numbers."""
+    from syslab.core.claims import jsonable
+
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2, default=str, allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -25,3 +25,11 @@ def test_report_writes_html_json_and_markdown(tmp_path):
 
 def test_fmt():
     assert fmt(None) == "—" and fmt(1.234567) == "1.235" and fmt(float("nan")) == "—" and fmt("x") == "x"
+
+
+def test_nan_measurements_become_null_in_results_json(tmp_path):
+    s = _system()
+    s["findings"][0]["measured"] = float("nan")
+    write_report([s], tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["systems"][0]["findings"][0]["measured"] is None

@@ -130,7 +130,7 @@ class Result:
             "findings": [f.to_dict() for f in self.findings],
             "tables": [asdict(t) for t in self.tables],
             "figures": [asdict(f) for f in self.figures],
-            "metrics": _jsonable(self.metrics),
+            "metrics": jsonable(self.metrics),
             "notes": list(self.notes),
         }
 
@@ -158,18 +158,18 @@ class System:
         raise KeyError(claim_id)
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays and tuples so json.dumps accepts them; NaN/inf become None."""
     try:
         import numpy as np
     except ImportError:  # pragma: no cover
         np = None
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if np is not None and isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if np is not None and isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

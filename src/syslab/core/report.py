@@ -11,6 +11,8 @@ from typing import Any
 
 import jinja2
 
+from syslab.core.claims import jsonable
+
 PAGE = jinja2.Template("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>syslab report</title>
 <style>
@@ -78,10 +80,10 @@ def write_report(systems: list[dict[str, Any]], out_dir: str | Path, scale: str 
     """Write index.html, results.json and summary.md into ``out_dir``; return the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clean = [{k: v for k, v in s.items() if k != "figure_bytes"} for s in systems]
+    clean = jsonable([{k: v for k, v in s.items() if k != "figure_bytes"} for s in systems])
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     (out / "results.json").write_text(json.dumps({"generated": generated, "scale": scale, "systems": clean},
-                                                 indent=2, default=str))
+                                                 indent=2, default=str, allow_nan=False))
     claims = [f for s in clean for f in s.get("findings", [])]
     n_hold = sum(bool(f["holds"]) for f in claims)
     html = PAGE.render(systems=clean, scale=scale, generated=generated, fmt=fmt, n_hold=n_hold,
