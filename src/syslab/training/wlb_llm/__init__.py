@@ -83,8 +83,8 @@ SYSTEM = System(
     fidelity=Fidelity.HYBRID,
     real="every packer (original, fixed greedy, fixed ILP, WLB-LLM with outlier queues), threshold tuning and "
          "CP sharding with exact per-rank attention FLOPs, on real document lengths",
-    modelled="H100 step time: FLOPs from the Llama-2 7B shape at datasheet peak x cited efficiencies, 1F1B "
-             "critical path",
+    modelled="H100 step time: FLOPs from the Llama-2 7B shape at datasheet peak x cited efficiencies, a simulated "
+             "1F1B schedule",
     claims=CLAIMS,
     reproduce=reproduce,
 )

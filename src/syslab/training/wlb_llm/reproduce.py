@@ -66,21 +66,21 @@ def _figures(run: Run, imb: dict[str, float], speed: dict[int, dict[str, float]]
              ) -> list[Figure]:
     plt = pyplot()
     figs = []
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     names = list(imb)
     ax.bar(names, [imb[n] for n in names], color=["#999"] * (len(names) - 2) + ["#c66", "#c33"])
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_ylabel("imbalance degree")
     ax.set_title("Micro-batch imbalance at 128K (Table 2 analogue; 1.0 = balanced)")
-    ax.tick_params(axis="x", labelsize=7, rotation=15)
+    ax.set_xticks(range(len(names)), names, fontsize=8, rotation=20, ha="right")
     figs.append(run.save_figure(fig, "imbalance", "Imbalance degree of each packer on the same documents."))
 
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     methods = list(next(iter(speed.values())))
     x = np.arange(len(methods))
     for i, (ctx, row) in enumerate(sorted(speed.items())):
         ax.bar(x + 0.4 * i - 0.2, [row[m] for m in methods], width=0.4, label=f"{ctx // 1024}K")
-    ax.set_xticks(x, methods, fontsize=7, rotation=15)
+    ax.set_xticks(x, methods, fontsize=8, rotation=20, ha="right")
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_ylabel("speedup over Plain-4D (modelled)")
     ax.legend()
