@@ -92,6 +92,10 @@ def reproduce(run: Run) -> Result:
     import time
 
     result = Result(system="stragglers")
+    result.notes.append("The paper's cluster-level statistics (how many of ByteDance's jobs straggle and how much "
+                        "time is lost) come from a five-month production trace that is not public; we reproduce the "
+                        "method and its case studies on the three public traces, and test attribution on synthetic "
+                        "ones.")
     # Part 1: the three real traces.
     analyses: dict[str, Analysis] = {}
     if run.data.has("straggler_traces"):
