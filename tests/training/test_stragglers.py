@@ -207,6 +207,9 @@ def test_meta_errors(tmp_path, small_trace):
     m.write_text("dp_size: 2\npp_size: 4\n")
     with pytest.raises(InputError, match="pp_size=4"):
         S.analyze_files(trace, m)
+    m.write_text("dp_size: 1\npp_size: 2\n")
+    with pytest.raises(InputError, match="dp_size=1"):
+        S.analyze_files(trace, m)
     m.write_text("dp_size: 2\npp_size: 2\nworld_size: 5\n")
     with pytest.raises(InputError) as e:
         S.load_meta(m)

@@ -162,6 +162,10 @@ class Replay:
         if pp != meta.pp_size:
             raise InputError(f"the trace has {pp} stages but the metadata says pp_size={meta.pp_size}.",
                              file=source, field="pp_size", fix="pass the metadata of the job that recorded this trace.")
+        dp = int(df.dp_rank.max()) + 1
+        if dp > meta.dp_size:
+            raise InputError(f"the trace has {dp} DP ranks but the metadata says dp_size={meta.dp_size}.",
+                             file=source, field="dp_size", fix="pass the metadata of the job that recorded this trace.")
         self.meta, self.pp = meta, pp
         self.model = build_dependency_model(df, meta.dsp_size, source)
         self.tensor = to_tensor(df, self.model, source)
