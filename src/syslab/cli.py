@@ -237,7 +237,7 @@ def stragglers_analyze(
         trace: Annotated[Path, typer.Option(help="trace parquet (one row per op)")],
         meta: Annotated[Path, typer.Option(help="job metadata YAML (dp_size, pp_size, ...)")],
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-        figure: Annotated[Path | None, typer.Option(help="heatmap PNG path (default: <trace>.heatmap.png)")] = None,
+        figure: Annotated[Path | None, typer.Option(help="heatmap PNG (default: ./<trace name>.heatmap.png)")] = None,
         timeline: Annotated[Path | None, typer.Option(help="write a Perfetto/Chrome trace of one step here")] = None,
         step: Annotated[int | None, typer.Option(help="step for --timeline (default: the most slowed)")] = None,
 ) -> None:
@@ -246,7 +246,11 @@ def stragglers_analyze(
 
     a = stragglers.analyze_files(trace, meta)
     if timeline is not None:
-        stragglers.write_timeline(stragglers.load_trace(trace), stragglers.load_meta(meta), timeline, step)
+        try:
+            stragglers.write_timeline(stragglers.load_trace(trace), stragglers.load_meta(meta), timeline, step)
+        except OSError as e:
+            raise InputError(f"cannot write the timeline ({e.strerror}).", file=timeline, field="--timeline",
+                             fix="pass --timeline PATH in a writable folder.") from None
         err.print(f"timeline (recorded / no launch delays / ideal): {timeline} — open it in ui.perfetto.dev")
     if as_json:
         _print_json(a.to_dict())
@@ -263,8 +267,12 @@ def stragglers_analyze(
         for k, v in list(d.items())[:10]:
             table.add_row(str(k), f"{v:.4f}")
         out.print(table)
-    fig_path = figure or trace.with_suffix(".heatmap.png")
-    _heatmap(a, fig_path)
+    fig_path = figure or Path(f"{trace.stem}.heatmap.png")
+    try:
+        _heatmap(a, fig_path)
+    except OSError as e:
+        raise InputError(f"cannot write the heatmap ({e.strerror}).", file=fig_path, field="--figure",
+                         fix="pass --figure PATH in a writable folder.") from None
     out.print(f"heatmap: {fig_path}")
 
 
