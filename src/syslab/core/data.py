@@ -85,12 +85,19 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in [
                 ]}),
     Dataset("dede_inputs", "WAN topologies (networkx node-link JSON) and the job-by-GPU-type throughput matrix",
             "MIT", "github.com/illinois-nsai/dede", {
-                f: (_gh("illinois-nsai/dede", "main", f"examples/{f}"), sha) for f, sha in [
-                    ("B4.json", "d30dd2f2c29ece5b88b7b3302ebbcdc0b2e72792df5a6b45006ddb73c85485cf"),
-                    ("Kdl.json", "03cf7cc55b87943e5173275542ffc14895cad6218ad43d200a26376136ac245c"),
-                    ("UsCarrier.json", "e2d4d448640d123d9821651b03be74b4cdb00103633a3c924721aaaad7401cbb"),
-                    ("cluster_throughputs.npy", "0775f03b85626ce687a569ac4e60e1ac949b9884f678750f8b0044010d183c2b"),
-                    ("cluster_spec.json", "d5b9f6d07cf9b07cac6c0e05abbb00d3b92b055391941d195126251d493732f8"),
+                f: (_gh("illinois-nsai/dede", "main", path), sha) for f, path, sha in [
+                    # Topology paths upstream are not verified (the shared copy records only `examples/`); the
+                    # checksum guards whatever a mirror serves.
+                    ("B4.json", "examples/traffic_engineering/topologies/B4.json",
+                     "d30dd2f2c29ece5b88b7b3302ebbcdc0b2e72792df5a6b45006ddb73c85485cf"),
+                    ("Kdl.json", "examples/traffic_engineering/topologies/Kdl.json",
+                     "03cf7cc55b87943e5173275542ffc14895cad6218ad43d200a26376136ac245c"),
+                    ("UsCarrier.json", "examples/traffic_engineering/topologies/UsCarrier.json",
+                     "e2d4d448640d123d9821651b03be74b4cdb00103633a3c924721aaaad7401cbb"),
+                    ("cluster_throughputs.npy", "examples/cluster_scheduling/data/simulation_throughputs.npy",
+                     "0775f03b85626ce687a569ac4e60e1ac949b9884f678750f8b0044010d183c2b"),
+                    ("cluster_spec.json", "examples/cluster_scheduling/data/cluster_spec.json",
+                     "d5b9f6d07cf9b07cac6c0e05abbb00d3b92b055391941d195126251d493732f8"),
                 ]}),
     Dataset("mirage_mugraphs", "uGraphs discovered by the Mirage superoptimizer, as saved JSON", "Apache-2.0",
             "github.com/mirage-project/mirage", {
