@@ -160,3 +160,11 @@ def test_json_output_is_strict_even_with_nan(capsys):
 
     _print_json({"a": float("nan"), "b": [1.0, float("inf")]})
     assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.0, None]}
+
+
+def test_run_keeps_other_systems_in_the_report(fake_catalog, tmp_path, capsys):
+    run_cli(["run", "fake-ok", "--out", str(tmp_path)], capsys)
+    run_cli(["run", "fake-crash", "--out", str(tmp_path)], capsys)
+    run_cli(["run", "fake-ok", "--out", str(tmp_path)], capsys)
+    systems = [s["system"] for s in json.loads((tmp_path / "results.json").read_text())["systems"]]
+    assert sorted(systems) == ["fake-crash", "fake-ok"]

@@ -88,14 +88,14 @@ def run(key: str,
         seed: Annotated[int, typer.Option(help="random seed")] = 0,
         out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("report"),
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False) -> None:
-    """Run one system's reproduction and write its report."""
-    from syslab.core.report import write_report
+    """Run one system's reproduction and add it to the report (other systems already there are kept)."""
+    from syslab.core.report import merge_into_report, write_report
 
     catalog.get(key)
     with err.status(f"running {key}") as status:
         result = catalog.run_system(key, "full" if full else "quick", seed, out_dir,
                                     progress=lambda msg: status.update(f"{key}: {msg}"))
-    write_report([result], out_dir, result["scale"])
+    write_report(merge_into_report(result, out_dir), out_dir, result["scale"])
     if as_json:
         _print_json({k: v for k, v in result.items() if k != "traceback"})
     else:

@@ -93,6 +93,19 @@ def write_report(systems: list[dict[str, Any]], out_dir: str | Path, scale: str 
     return out / "index.html"
 
 
+def merge_into_report(result: dict[str, Any], out_dir: str | Path) -> list[dict[str, Any]]:
+    """The systems already in ``out_dir/results.json`` (if readable and of the same scale) with ``result``
+    replacing its own earlier entry, so running one system does not drop the others from the report."""
+    path = Path(out_dir) / "results.json"
+    try:
+        previous = json.loads(path.read_text())
+        systems = previous["systems"] if previous.get("scale") == result.get("scale") else []
+    except (OSError, ValueError, KeyError, TypeError):
+        systems = []
+    merged = [s for s in systems if isinstance(s, dict) and s.get("system") != result["system"]]
+    return [*merged, result]
+
+
 def summary_markdown(systems: list[dict[str, Any]], scale: str, generated: str, n_hold: int, n_claims: int) -> str:
     lines = [f"# syslab reproduction summary ({scale}, {generated})", "",
              f"{n_hold}/{n_claims} claims hold across {len(systems)} system(s).", "",
