@@ -169,7 +169,9 @@ def _reproduce_on_ray(address: str, args: list[tuple]) -> Any:
         import ray
     except ImportError:
         raise InputError("ray is not installed.", field="--ray", fix="pip install 'syslab[ray]'.") from None
-    ray.init(address=address, ignore_reinit_error=True)
+    # Workers find datasets where the driver does (paths must exist on the workers too).
+    env = {k: os.environ[k] for k in ("SYSLAB_DATA", "SYSLAB_CACHE") if k in os.environ}
+    ray.init(address=address, ignore_reinit_error=True, runtime_env={"env_vars": env} if env else None)
     remote = ray.remote(catalog.run_system)
     pending = [remote.remote(*a, embed_figures=True) for a in args]
     while pending:

@@ -81,7 +81,7 @@ def _pair_p2p(mp: pd.DataFrame, pp: int, vpp: int, source: str) -> tuple[dict[No
         comm = _sorted_ops(rows[rows.optype.isin(P2P)])
         comp = _sorted_ops(rows[rows.optype.isin((FWD, BWD))])
         gmc_of = {(r.optype, int(r.seq_id)): int(r.gmc) for r in comp.itertuples()}
-        match: dict[Node, tuple[str, Node]] = {}   # comm node -> (send|recv, matched compute), non-no-op flag
+        match: dict[Node, tuple[str, Node]] = {}   # comm node -> ("send" | "recv", its compute op)
         noop: dict[Node, bool] = {_node(r): True for r in comm.itertuples()}
         for compute in (FWD, BWD):
             comp_t = comp[comp.optype == compute]
