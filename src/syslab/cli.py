@@ -77,7 +77,8 @@ def _findings_table(result: dict[str, Any]) -> Table:
 
     table = Table("claim", "paper", "measured", "expected", "holds", title=f"{result['name']} [{result['fidelity']}]")
     for f in result["findings"]:
-        table.add_row(f["statement"], fmt(f["paper"]), f"{fmt(f['measured'])} {f['unit']}", f["expect"],
+        measured = fmt(f["measured"]) + ("" if f["measured"] is None else f" {f['unit']}")
+        table.add_row(f["statement"], fmt(f["paper"]), measured, f["expect"],
                       "[green]yes[/green]" if f["holds"] else "[red]no[/red]")
     return table
 

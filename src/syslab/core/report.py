@@ -51,7 +51,7 @@ pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}
 {% if s.error %}<pre>{{ s.error }}</pre>{% endif %}
 {% if s.findings %}<table><tr><th>claim</th><th>paper</th><th>measured</th><th>expected</th><th>holds</th>
 <th>note</th></tr>{% for f in s.findings %}<tr><td>{{ f.statement }}</td><td>{{ fmt(f.paper) }}</td>
-<td>{{ fmt(f.measured) }} {{ f.unit }}</td><td>{{ f.expect }}</td>
+<td>{{ fmt(f.measured) }} {{ f.unit if f.measured is not none else "" }}</td><td>{{ f.expect }}</td>
 <td class="{{ 'yes' if f.holds else 'no' }}">{{ 'yes' if f.holds else 'no' }}</td><td>{{ f.note }}</td></tr>
 {% endfor %}</table>{% endif %}
 {% for t in s.tables %}<h4>{{ t.title }}</h4><table><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr>
@@ -115,5 +115,6 @@ def summary_markdown(systems: list[dict[str, Any]], scale: str, generated: str, 
             lines.append(f"| {s['name']} | {s['fidelity']} | {s['status']}: {s.get('error') or ''} | | | | |")
         for f in s.get("findings", []):
             lines.append(f"| {s['name']} | {s['fidelity']} | {f['statement']} | {fmt(f['paper'])} | "
-                         f"{fmt(f['measured'])} {f['unit']} | {f['expect']} | {'yes' if f['holds'] else '**no**'} |")
+                         f"{fmt(f['measured'])}{'' if f['measured'] is None else ' ' + f['unit']} | {f['expect']} | "
+                         f"{'yes' if f['holds'] else '**no**'} |")
     return "\n".join(lines) + "\n"
