@@ -222,3 +222,11 @@ def test_json_list_roundtrip(tmp_path):
     p = tmp_path / "l.json"
     p.write_text(json.dumps([3, 1, 2]))
     assert W.load_lengths(p).tolist() == [3, 1, 2]
+
+
+def test_crossover_is_where_attention_equals_linear_work():
+    cost = W.CostModel()
+    x = cost.crossover_tokens
+    assert cost.attention_pairs_s(x * x / 2) == pytest.approx(cost.linear_s(x), rel=1e-9)
+    assert cost.with_crossover(6000).crossover_tokens == pytest.approx(6000)
+    assert cost.with_crossover(6000).eta_gemm == cost.eta_gemm

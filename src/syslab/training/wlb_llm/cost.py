@@ -35,6 +35,18 @@ class CostModel:
         """Seconds per FLOP of the whole model, per GPU of the stage's TP x CP group."""
         return 1.0 / (self.device.peak_flops("bf16") * self.pp * self.tp * self.cp)
 
+    @property
+    def crossover_tokens(self) -> float:
+        """The document length d at which W_a(d) = W_l(d): (2 P / eta_gemm) d = (2 h L / eta_attn) d^2."""
+        return (self.shape.linear_flops_per_token() / self.eta_gemm) / (
+            2.0 * self.shape.hidden * self.shape.layers / self.eta_attn)
+
+    def with_crossover(self, tokens: float) -> CostModel:
+        """The same model with attention efficiency scaled so that W_a = W_l at ``tokens`` (sensitivity only)."""
+        from dataclasses import replace
+
+        return replace(self, eta_attn=self.eta_attn * tokens / self.crossover_tokens)
+
     def linear_s(self, tokens: np.ndarray | float) -> np.ndarray | float:
         """W_l: GEMMs and everything else linear in tokens (Eq. cost model, linear term)."""
         return np.asarray(tokens) * self.shape.linear_flops_per_token() / self.eta_gemm * self._per_gpu

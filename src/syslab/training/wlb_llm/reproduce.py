@@ -157,6 +157,12 @@ def reproduce(run: Run) -> Result:
                 imb_128[f"fixed greedy x{g}"] = mean_imbalance(multi, cost)
             imb_128["WLB 1 queue"] = imb1
             imb_128["WLB 2 queues"] = imb2
+            # Sensitivity, not calibration: where W_a(d) = W_l(d) decides how unbalanced dataloader order is.
+            sensitivity = [[f"{x / 1000:.0f}K", label, round(mean_imbalance(batches, cost.with_crossover(x)), 3),
+                            round(mean_imbalance(wlb2, cost.with_crossover(x)), 3)]
+                           for x, label in ((6000, "the paper's Fig. 7 as read in our notes (unverified)"),
+                                            (cost.crossover_tokens, "ours: FLOPs x cited efficiencies"),
+                                            (100_000, "attention 2.5x cheaper than ours"))]
             result.metrics.update(thresholds_128k=thresholds, delay_1q=delay1, delay_2q=delay2, wlb_ms=wlb_ms)
             cp_seq = [cp_imbalance(per_sequence_shards(doc_lengths(mb), cost.cp)) for b in batches for mb in b if mb]
             cp_doc = [cp_imbalance(per_document_shards(doc_lengths(mb), cost.cp)) for b in batches for mb in b if mb]
@@ -205,6 +211,9 @@ def reproduce(run: Run) -> Result:
               ["context", *next(iter(speed.values())), "WLB-LLM (Fig. 5 formula)"],
               [[f"{c // 1024}K", *[round(v, 3) for v in row.values()], round(fig5[c], 3)]
                for c, row in sorted(speed.items())]),
+        Table("Sensitivity of the imbalance degree at 128K to the document length where attention work equals "
+              "linear work (same packings; only the cost model's attention efficiency changes)",
+              ["W_a = W_l at", "source", "original packing", "WLB-LLM 2 queues"], sensitivity),
         Table("Fixed-length ILP (HiGHS) vs greedy on toy instances (12 docs, 4 micro-batches): max sum d^2 (x1e6)",
               ["trial", "context", "ILP objective", "greedy objective", "ILP seconds"], ilp_rows),
     ]
