@@ -1,0 +1,1 @@
+"""Serving systems and the shared serving simulator (engine)."""

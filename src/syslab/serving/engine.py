@@ -1,0 +1,469 @@
+"""A trace-driven, iteration-level LLM serving simulator: the substrate of syslab's serving systems.
+
+What it models (vLLM-style continuous batching with chunked prefill, as in Sarathi-Serve):
+
+- **An instance** is one model replica on a tensor-parallel group of GPUs. Each *iteration* runs every
+  running request's next decode token plus up to ``max_batch_tokens - decodes`` prefill tokens (a long prompt
+  is chunked over iterations; partially prefilled requests go first, then waiting ones in FIFO order).
+- **Iteration time** is a roofline over the whole batch (``IterationCost``): FLOPs of the GEMMs and of causal
+  attention against peak x ``compute_eff``, and bytes of weights + KV read/written against HBM bandwidth x
+  ``memory_eff``, plus a fixed ``overhead_s`` per iteration. Shapes come from ``core.models``, peaks from
+  ``core.hardware``; the two efficiencies are *assumptions* that each system sets and cites for its paper.
+- **KV cache** in blocks of ``block_tokens``; a request is admitted only when its prompt fits; when decode
+  runs out of blocks the newest request is preempted and later re-prefilled (vLLM's recompute preemption).
+- **Lifecycle**: an instance is cold until ``ready_s`` (weights loading over a link, see ``load_time_s``),
+  then warm; a draining instance takes no new requests and stops when empty. GPU-seconds count from start
+  to stop on every GPU of the group.
+- **A cluster** replays arrivals in time order, routes each request to an instance (a pluggable ``router``)
+  and lets a pluggable ``autoscaler`` add or drain instances at a fixed tick.
+
+Metrics per request: TTFT (arrival to the end of the iteration that emits the first token), TPOT (mean gap
+between later tokens), end-to-end latency, preemptions; per run: SLO attainment and GPU-seconds.
+
+**Speed.** Spans where the batch only decodes (no admissions, prefills or preemptions) are fast-forwarded in
+closed form with numpy until the next completion, arrival or KV exhaustion, so the cost grows with the
+number of *events* (arrivals, completions, prefill chunks), not with output tokens: O(requests x batch size)
+overall. ``fast_forward=False`` runs every iteration one by one (the reference the tests compare against).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from syslab.core.errors import InputError
+from syslab.core.hardware import GPU, Link
+from syslab.core.models import DTYPE_BYTES, Transformer
+
+MAX_SPAN = 4096   # iterations fast-forwarded at once (bounds the size of the temporary arrays)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Iteration cost: roofline over the whole batch
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IterationCost:
+    shape: Transformer
+    device: GPU
+    tp: int = 1
+    dtype: str = "bf16"
+    compute_eff: float = 0.6
+    memory_eff: float = 0.7
+    overhead_s: float = 0.0
+
+    @property
+    def _flops_per_s(self) -> float:
+        return self.device.peak_flops(self.dtype) * self.tp * self.compute_eff
+
+    @property
+    def _bytes_per_s(self) -> float:
+        return self.device.hbm_bytes_per_s * self.tp * self.memory_eff
+
+    @property
+    def _attn_flops_per_pair(self) -> float:
+        """QK^T and PV for one (query, key) pair over all layers: 2 x 2 x hidden FLOPs per layer."""
+        return 4.0 * self.shape.hidden * self.shape.layers
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.shape.active_params * DTYPE_BYTES[self.dtype]
+
+    def time_s(self, new_tokens: float, attn_pairs: float, kv_read_tokens: float) -> float:
+        """One iteration processing ``new_tokens`` tokens (prefill and decode) whose attention covers
+        ``attn_pairs`` (query, key) pairs and reads ``kv_read_tokens`` cached tokens' K and V."""
+        flops = new_tokens * self.shape.linear_flops_per_token() + self._attn_flops_per_pair * attn_pairs
+        kv = self.shape.kv_bytes_per_token(self.dtype)
+        n_bytes = self.weight_bytes + (kv_read_tokens + new_tokens) * kv
+        return max(flops / self._flops_per_s, n_bytes / self._bytes_per_s) + self.overhead_s
+
+    def decode_span_s(self, batch: int, context: float, k: int) -> np.ndarray:
+        """Times of k consecutive decode-only iterations of ``batch`` sequences whose summed context starts
+        at ``context`` tokens and grows by ``batch`` each iteration (vectorised ``time_s``)."""
+        ctx = context + batch * np.arange(k, dtype=np.float64)
+        flops = batch * self.shape.linear_flops_per_token() + self._attn_flops_per_pair * (ctx + batch)
+        n_bytes = self.weight_bytes + (ctx + batch) * self.shape.kv_bytes_per_token(self.dtype)
+        return np.maximum(flops / self._flops_per_s, n_bytes / self._bytes_per_s) + self.overhead_s
+
+    def kv_capacity_tokens(self, memory_fraction: float = 0.9) -> int:
+        """Tokens of KV cache that fit in the group's HBM after the weights (vLLM's gpu_memory_utilization)."""
+        free = self.device.hbm_gb * 1e9 * self.tp * memory_fraction - self.shape.weight_bytes(self.dtype)
+        if free <= 0:
+            raise InputError(f"{self.shape.name} does not fit on {self.tp} x {self.device.name}.", field="tp",
+                             fix="use more GPUs per instance (tensor parallelism).")
+        return int(free // self.shape.kv_bytes_per_token(self.dtype))
+
+
+def load_time_s(shape: Transformer, link: Link, dtype: str = "bf16", tp: int = 1) -> float:
+    """Time to load an instance's weights over ``link`` (each of the tp GPUs loads its 1/tp shard in parallel)."""
+    return link.transfer_s(shape.weight_bytes(dtype) / tp)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Requests
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Request:
+    """A request and its progress. ``kv`` tokens are cached; before its next decode a request needs
+    ``needed`` = prompt + (generated - 1) tokens cached (after a preemption they are recomputed by prefill)."""
+
+    id: int
+    arrival_s: float
+    prompt: int
+    output: int
+    kv: int = 0
+    generated: int = 0
+    first_token_s: float = math.nan
+    finish_s: float = math.nan
+    instance: int = -1
+    preemptions: int = 0
+
+    @property
+    def needed(self) -> int:
+        return self.prompt + max(self.generated - 1, 0)
+
+    @property
+    def prefilling(self) -> bool:
+        return self.kv < self.needed
+
+    @property
+    def finished(self) -> bool:
+        return self.generated >= self.output
+
+
+def requests_from_frame(df: pd.DataFrame, source: str = "<trace>") -> list[Request]:
+    """Requests from a frame with ``arrival_s``, ``prompt_tokens``, ``output_tokens`` (``core.workloads``).
+    Unsorted arrivals are sorted (a warning is the caller's to give); negative lengths are input errors."""
+    for col in ("arrival_s", "prompt_tokens", "output_tokens"):
+        if col not in df.columns:
+            raise InputError(f"missing column {col}.", file=source, field=col,
+                             fix="load traces with syslab.core.workloads (arrival_s, prompt_tokens, output_tokens).")
+    if (df.prompt_tokens < 1).any() or (df.output_tokens < 1).any():
+        bad = df[(df.prompt_tokens < 1) | (df.output_tokens < 1)].index[0]
+        raise InputError(f"row {bad} has a prompt or output of fewer than 1 token.", file=source,
+                         field="prompt_tokens/output_tokens", fix="drop empty requests.")
+    if df.arrival_s.isna().any():
+        raise InputError("some requests have no arrival time.", file=source, field="arrival_s",
+                         fix="attach arrivals (e.g. workloads.poisson_arrivals) to length-only traces.")
+    order = np.argsort(df.arrival_s.to_numpy(), kind="stable")
+    a, p, o = (df[c].to_numpy()[order] for c in ("arrival_s", "prompt_tokens", "output_tokens"))
+    return [Request(i, float(a[i]), int(p[i]), int(o[i])) for i in range(len(order))]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One instance
+# ---------------------------------------------------------------------------------------------------------
+
+def _blocks(tokens: int | np.ndarray, block: int) -> int | np.ndarray:
+    return -(-tokens // block)
+
+
+@dataclass(eq=False)
+class Instance:
+    """One model replica. ``advance_to(t)`` runs the iterations that *start* before ``t``.
+
+    KV blocks: a decoding request holds ceil(kv / block); a prefilling one reserves ceil((needed + 1) / block)
+    so that once admitted its prefill and first decode always fit. The invariant (held <= capacity) is
+    asserted after every iteration.
+    """
+
+    cost: IterationCost
+    kv_tokens: int
+    block_tokens: int = 16
+    max_batch_tokens: int = 8192
+    max_seqs: int = 256
+    ready_s: float = 0.0           # warm from this time (after loading weights)
+    start_s: float = 0.0           # GPUs held from this time (cold start included)
+    id: int = 0
+    fast_forward: bool = True
+    clock: float = field(init=False)
+    stop_s: float = field(init=False, default=math.nan)
+    draining: bool = field(init=False, default=False)
+    waiting: deque[Request] = field(init=False, default_factory=deque)
+    running: list[Request] = field(init=False, default_factory=list)
+    done: list[Request] = field(init=False, default_factory=list)
+    iterations: int = field(init=False, default=0)
+    busy_s: float = field(init=False, default=0.0)
+    peak_blocks: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.clock = self.ready_s
+        self.total_blocks = self.kv_tokens // self.block_tokens
+        if self.total_blocks < 1:
+            raise InputError("no room for even one KV block.", field="kv_tokens", fix="give the instance more memory.")
+
+    # -- bookkeeping ---------------------------------------------------------------------------------------
+    def submit(self, r: Request) -> None:
+        if _blocks(r.prompt + r.output, self.block_tokens) > self.total_blocks:
+            raise InputError(f"request {r.id} needs {r.prompt + r.output} tokens of KV cache; an instance holds "
+                             f"{self.total_blocks * self.block_tokens}.", field="prompt_tokens",
+                             fix="use more GPUs per instance or drop over-long prompts.")
+        r.instance = self.id
+        self.waiting.append(r)
+
+    @property
+    def load(self) -> int:
+        """Outstanding work in tokens (a router's signal)."""
+        return sum(r.needed - r.kv + r.output - r.generated for r in self.running) + sum(
+            r.prompt + r.output - r.generated for r in self.waiting)
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not self.running
+
+    def _blocks_of(self, r: Request) -> int:
+        return _blocks(r.needed + 1, self.block_tokens) if r.prefilling else _blocks(r.kv, self.block_tokens)
+
+    def held_blocks(self) -> int:
+        return sum(_blocks(r.kv, self.block_tokens) for r in self.running)
+
+    # -- one iteration (the reference path) ----------------------------------------------------------------
+    def _step(self) -> None:
+        b = self.block_tokens
+        committed = sum(self._blocks_of(r) for r in self.running)
+        decoding = [r for r in self.running if not r.prefilling]
+        growth = sum(_blocks(r.kv + 1, b) - _blocks(r.kv, b) for r in decoding)
+        while decoding and committed + growth > self.total_blocks:       # recompute preemption, newest first
+            victim = self.running.pop()
+            committed -= self._blocks_of(victim)
+            victim.kv = 0
+            victim.preemptions += 1
+            self.waiting.appendleft(victim)
+            decoding = [r for r in self.running if not r.prefilling]
+            growth = sum(_blocks(r.kv + 1, b) - _blocks(r.kv, b) for r in decoding)
+        budget = self.max_batch_tokens - len(decoding)
+        chunks: list[tuple[Request, int]] = []
+        for r in self.running:                                            # partial prefills first
+            if r.prefilling and budget > 0:
+                n = min(budget, r.needed - r.kv)
+                chunks.append((r, n))
+                budget -= n
+        while self.waiting and budget > 0 and len(self.running) < self.max_seqs:
+            r = self.waiting[0]
+            reserve = _blocks(r.needed + 1, b)
+            if committed + growth + reserve > self.total_blocks:
+                break
+            self.waiting.popleft()
+            self.running.append(r)
+            committed += reserve
+            n = min(budget, r.needed)
+            chunks.append((r, n))
+            budget -= n
+        if not decoding and not chunks:
+            return
+        new_tokens = len(decoding) + sum(n for _, n in chunks)
+        pairs = sum(r.kv + 1 for r in decoding) + sum(n * r.kv + n * (n + 1) / 2 for r, n in chunks)
+        kv_read = sum(r.kv for r in decoding) + sum(r.kv for r, _ in chunks)
+        dt = self.cost.time_s(new_tokens, pairs, kv_read)
+        self.clock += dt
+        self.busy_s += dt
+        self.iterations += 1
+        for r in decoding:
+            r.kv += 1
+            r.generated += 1
+        for r, n in chunks:
+            r.kv += n
+            if not r.prefilling and r.generated == 0:
+                r.generated = 1                       # the prefill's last position emits the first token
+                r.first_token_s = self.clock
+        self._retire()
+
+    def _retire(self) -> None:
+        still = []
+        for r in self.running:
+            if r.finished and not r.prefilling:
+                r.finish_s = self.clock
+                r.kv = 0
+                self.done.append(r)
+            else:
+                still.append(r)
+        self.running = still
+        held = self.held_blocks()
+        self.peak_blocks = max(self.peak_blocks, held)
+        assert held <= self.total_blocks, "KV cache over capacity"
+
+    # -- fast path: decode-only spans in closed form -------------------------------------------------------
+    def _can_fast_forward(self) -> bool:
+        if not self.fast_forward or not self.running or any(r.prefilling for r in self.running):
+            return False
+        if self.waiting and len(self.running) < self.max_seqs:
+            committed = sum(self._blocks_of(r) for r in self.running)
+            growth = sum(_blocks(r.kv + 1, self.block_tokens) - _blocks(r.kv, self.block_tokens)
+                         for r in self.running)
+            if committed + growth + _blocks(self.waiting[0].needed + 1, self.block_tokens) <= self.total_blocks:
+                return False                                  # an admission would change the batch
+        return True
+
+    def _fast_forward(self, t_end: float) -> bool:
+        """Decode-only iterations until the first completion, KV exhaustion or ``t_end``; False if none fit."""
+        kv = np.array([r.kv for r in self.running], dtype=np.int64)
+        remaining = np.array([r.output - r.generated for r in self.running], dtype=np.int64)
+        k_max = int(min(remaining.min(), MAX_SPAN))
+        lo, hi = 0, k_max                                     # largest k whose KV still fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if int(_blocks(kv + mid, self.block_tokens).sum()) <= self.total_blocks:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo == 0:
+            return False
+        dts = self.cost.decode_span_s(len(kv), float(kv.sum()), lo)
+        starts = self.clock + np.concatenate([[0.0], np.cumsum(dts[:-1])])
+        k = max(int(np.searchsorted(starts, t_end, side="left")), 1)
+        span = float(dts[:k].sum())
+        self.clock += span
+        self.busy_s += span
+        self.iterations += k
+        for r in self.running:
+            r.kv += k
+            r.generated += k
+        self._retire()
+        return True
+
+    def advance_to(self, t_end: float) -> None:
+        """Run the iterations that start before ``t_end`` (an iteration is never cut short)."""
+        self.clock = max(self.clock, self.ready_s)
+        while self.clock < t_end and not self.idle:
+            if self._can_fast_forward() and self._fast_forward(t_end):
+                continue
+            before = (self.iterations, len(self.waiting), len(self.running))
+            self._step()
+            if (self.iterations, len(self.waiting), len(self.running)) == before:
+                raise RuntimeError("simulator made no progress")   # a bug, never a user error
+        if self.idle and math.isfinite(t_end):
+            self.clock = max(self.clock, t_end)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A cluster: routing, autoscaling, metrics
+# ---------------------------------------------------------------------------------------------------------
+
+Router = Callable[[Request, Sequence[Instance]], Instance]
+
+
+def least_loaded(r: Request, instances: Sequence[Instance]) -> Instance:
+    """Route to the warm (or soonest ready) instance with the least outstanding tokens."""
+    return min(instances, key=lambda i: (i.ready_s > r.arrival_s, i.load, i.id))
+
+
+def round_robin() -> Router:
+    counter = iter(range(1 << 62))
+    return lambda r, instances: instances[next(counter) % len(instances)]
+
+
+@dataclass
+class ClusterView:
+    """What an autoscaler sees at a tick, and how it acts: ``launch(ready_in_s)`` / ``drain(instance)``."""
+
+    now: float
+    instances: list[Instance]
+    waiting: int
+    running: int
+    launch: Callable[[float], Instance]
+    drain: Callable[[Instance], None]
+
+
+Autoscaler = Callable[[ClusterView], None]
+
+
+@dataclass
+class ServingResult:
+    requests: pd.DataFrame          # one row per request: arrival, ttft, tpot, e2e, instance, preemptions
+    gpu_seconds: float
+    makespan_s: float
+    instances: int
+    iterations: int
+
+    def ttft_quantile(self, q: float) -> float:
+        return float(self.requests.ttft_s.quantile(q))
+
+    def slo_attainment(self, ttft_s: float = math.inf, tpot_s: float = math.inf) -> float:
+        ok = (self.requests.ttft_s <= ttft_s) & (self.requests.tpot_s.fillna(0.0) <= tpot_s)
+        return float(ok.mean())
+
+    @property
+    def throughput_tok_s(self) -> float:
+        return float(self.requests.output_tokens.sum() / self.makespan_s) if self.makespan_s > 0 else math.nan
+
+
+def simulate(requests: Iterable[Request], make_instance: Callable[[int, float, float], Instance],
+             initial_instances: int = 1, router: Router = least_loaded, autoscaler: Autoscaler | None = None,
+             tick_s: float = 1.0, progress: Callable[[float], None] | None = None) -> ServingResult:
+    """Replay ``requests`` (sorted by arrival) on a cluster.
+
+    ``make_instance(id, start_s, ready_s)`` builds an instance that holds its GPUs from ``start_s`` and
+    serves from ``ready_s``. Each arrival advances every instance to the arrival time, then is routed;
+    every ``tick_s`` the autoscaler (if any) may launch or drain instances.
+    """
+    reqs = list(requests)
+    if any(b.arrival_s < a.arrival_s for a, b in zip(reqs, reqs[1:], strict=False)):
+        raise InputError("requests are not sorted by arrival.", field="arrival_s",
+                         fix="sort them (requests_from_frame does).")
+    instances: list[Instance] = [make_instance(i, 0.0, 0.0) for i in range(initial_instances)]
+    if not instances:
+        raise InputError("need at least one instance.", field="initial_instances", fix="start with 1 or more.")
+
+    def launch(now: float, ready_in_s: float) -> Instance:
+        inst = make_instance(len(instances), now, now + ready_in_s)
+        instances.append(inst)
+        return inst
+
+    def drain(inst: Instance) -> None:
+        inst.draining = True
+
+    def serving() -> list[Instance]:
+        live = [i for i in instances if not i.draining and math.isnan(i.stop_s)]
+        return live or [min(instances, key=lambda i: i.load)]
+
+    events: list[tuple[float, int, int]] = [(r.arrival_s, 1, i) for i, r in enumerate(reqs)]
+    if autoscaler is not None and reqs:
+        events += [(k * tick_s, 0, -1) for k in range(int(reqs[-1].arrival_s / tick_s) + 2)]
+    heapq.heapify(events)
+    while events:
+        t, kind, idx = heapq.heappop(events)
+        for inst in instances:
+            inst.advance_to(t)
+            if inst.draining and inst.idle and math.isnan(inst.stop_s):
+                inst.stop_s = max(inst.clock, t)
+        if kind == 1:
+            router(reqs[idx], serving()).submit(reqs[idx])
+        else:
+            autoscaler(ClusterView(now=t, instances=[i for i in instances if math.isnan(i.stop_s)],
+                                   waiting=sum(len(i.waiting) for i in instances),
+                                   running=sum(len(i.running) for i in instances),
+                                   launch=lambda ready_in, t=t: launch(t, ready_in), drain=drain))
+        if progress is not None:
+            progress(t)
+    for inst in instances:
+        inst.advance_to(math.inf)
+    end = max([i.clock for i in instances] + [r.finish_s for r in reqs if math.isfinite(r.finish_s)] + [0.0])
+    for inst in instances:
+        if math.isnan(inst.stop_s):
+            inst.stop_s = end if not inst.draining else inst.clock
+    return _result(reqs, instances, end)
+
+
+def _result(reqs: list[Request], instances: list[Instance], end: float) -> ServingResult:
+    unfinished = [r.id for r in reqs if not math.isfinite(r.finish_s)]
+    assert not unfinished, f"requests never finished: {unfinished[:5]}"
+    arrival = np.array([r.arrival_s for r in reqs])
+    first = np.array([r.first_token_s for r in reqs])
+    finish = np.array([r.finish_s for r in reqs])
+    out = np.array([r.output for r in reqs])
+    df = pd.DataFrame({
+        "id": [r.id for r in reqs], "arrival_s": arrival, "prompt_tokens": [r.prompt for r in reqs],
+        "output_tokens": out, "ttft_s": first - arrival,
+        "tpot_s": np.where(out > 1, (finish - first) / np.maximum(out - 1, 1), np.nan), "e2e_s": finish - arrival,
+        "instance": [r.instance for r in reqs], "preemptions": [r.preemptions for r in reqs],
+    })
+    gpu_s = sum((i.stop_s - i.start_s) * i.cost.tp for i in instances)
+    start = float(arrival.min()) if len(arrival) else 0.0
+    return ServingResult(df, gpu_s, end - start, len(instances), sum(i.iterations for i in instances))

@@ -1,0 +1,144 @@
+"""The serving simulator: fast-forward equals the step-by-step reference, invariants hold, costs are right."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syslab.core.errors import InputError
+from syslab.core.hardware import gpu, link
+from syslab.core.models import model
+from syslab.serving import engine as E
+from tests.conftest import need
+
+COST = E.IterationCost(model("llama3-8b"), gpu("H100-SXM"))
+
+
+def _frame(arrivals, prompts, outputs):
+    return pd.DataFrame({"arrival_s": arrivals, "prompt_tokens": prompts, "output_tokens": outputs})
+
+
+def _run(df, kv_tokens=20000, fast=True, n=1, **kw):
+    reqs = E.requests_from_frame(df)
+    res = E.simulate(reqs, lambda i, s, r: E.Instance(COST, kv_tokens, id=i, start_s=s, ready_s=r, fast_forward=fast,
+                                                      **kw), initial_instances=n)
+    return reqs, res
+
+
+traces = st.integers(1, 40).flatmap(lambda n: st.tuples(
+    st.lists(st.floats(0, 5), min_size=n, max_size=n), st.lists(st.integers(1, 3000), min_size=n, max_size=n),
+    st.lists(st.integers(1, 400), min_size=n, max_size=n)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(traces, st.sampled_from([6000, 20000]), st.sampled_from([512, 8192]), st.integers(1, 2))
+def test_fast_forward_matches_the_step_by_step_reference(trace, kv, chunk, n):
+    df = _frame(*trace)
+    _, fast = _run(df, kv, True, n, max_batch_tokens=chunk, max_seqs=16)
+    _, slow = _run(df, kv, False, n, max_batch_tokens=chunk, max_seqs=16)
+    for col in ("ttft_s", "e2e_s"):
+        assert np.allclose(fast.requests[col], slow.requests[col], rtol=1e-9, atol=1e-12)
+    assert fast.iterations == slow.iterations
+    assert (fast.requests.preemptions == slow.requests.preemptions).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(traces)
+def test_every_request_finishes_once_with_all_its_tokens(trace):
+    df = _frame(*trace)
+    reqs, res = _run(df, 8000, max_seqs=8)
+    assert len(res.requests) == len(df) and res.requests.id.is_unique
+    assert all(r.generated == r.output and r.kv == 0 for r in reqs)
+    assert (res.requests.ttft_s > 0).all() and (res.requests.e2e_s >= res.requests.ttft_s).all()
+    assert res.requests.output_tokens.sum() == df.output_tokens.sum()
+
+
+def test_kv_never_exceeds_capacity_under_pressure():
+    rng = np.random.default_rng(0)
+    df = _frame(np.sort(rng.uniform(0, 1, 200)), rng.integers(100, 2000, 200), rng.integers(50, 800, 200))
+    reqs = E.requests_from_frame(df)
+    inst = {}
+
+    def make(i, s, r):
+        inst[i] = E.Instance(COST, 12000, id=i, start_s=s, ready_s=r)
+        return inst[i]
+
+    res = E.simulate(reqs, make)
+    assert inst[0].peak_blocks <= inst[0].total_blocks
+    assert res.requests.preemptions.sum() > 0          # the test does exercise preemption
+
+
+def test_single_request_timing_is_the_roofline():
+    df = _frame([0.0], [1000], [5])
+    _, res = _run(df)
+    prefill = COST.time_s(1000, 1000 * 1001 / 2, 0)
+    decodes = COST.decode_span_s(1, 1000.0, 4).sum()
+    assert res.requests.ttft_s[0] == pytest.approx(prefill)
+    assert res.requests.e2e_s[0] == pytest.approx(prefill + decodes)
+    assert res.requests.tpot_s[0] == pytest.approx(decodes / 4)
+    # Decode at batch 1 is memory-bound: about weights / (bandwidth x efficiency).
+    assert decodes / 4 == pytest.approx(COST.weight_bytes / (3350e9 * 0.7), rel=0.02)
+
+
+def test_chunked_prefill_splits_long_prompts():
+    _, one = _run(_frame([0.0], [6000], [2]), max_batch_tokens=8192)
+    _, chunked = _run(_frame([0.0], [6000], [2]), max_batch_tokens=1024)
+    assert chunked.iterations == one.iterations + 5   # ceil(6000 / 1024) = 6 prefill iterations instead of 1
+
+
+def test_kv_capacity_of_llama3_8b_on_h100():
+    # (80 GB x 0.9 - 16.06 GB of bf16 weights) / 128 KiB per token
+    assert COST.kv_capacity_tokens() == int((80e9 * 0.9 - model("llama3-8b").weight_bytes()) // (128 * 1024))
+    with pytest.raises(InputError):
+        E.IterationCost(model("llama2-70b"), gpu("H100-SXM")).kv_capacity_tokens()
+
+
+def test_autoscaler_launch_counts_gpu_seconds_from_launch():
+    df = _frame(np.linspace(0, 10, 50), [500] * 50, [50] * 50)
+    reqs = E.requests_from_frame(df)
+    launched = []
+
+    def scaler(view: E.ClusterView) -> None:
+        if view.now == 2.0 and not launched:
+            launched.append(view.launch(3.0))
+
+    res = E.simulate(reqs, lambda i, s, r: E.Instance(COST, 20000, id=i, start_s=s, ready_s=r), autoscaler=scaler)
+    new = launched[0]
+    assert res.instances == 2 and new.start_s == 2.0 and new.ready_s == 5.0
+    served = res.requests[res.requests.instance == new.id]
+    assert len(served) > 0 and (served.arrival_s >= 2.0).all()
+    assert res.gpu_seconds == pytest.approx(res.makespan_s + (res.makespan_s - 2.0), rel=0.05)
+
+
+def test_load_time_over_a_link():
+    t = E.load_time_s(model("llama3-8b"), link("pcie5"))
+    assert t == pytest.approx(model("llama3-8b").weight_bytes() / 63e9, rel=1e-3)
+
+
+def test_bad_traces():
+    with pytest.raises(InputError, match="output_tokens"):
+        E.requests_from_frame(pd.DataFrame({"arrival_s": [0.0], "prompt_tokens": [1]}))
+    with pytest.raises(InputError, match="fewer than 1"):
+        E.requests_from_frame(_frame([0.0], [0], [3]))
+    with pytest.raises(InputError, match="arrival"):
+        E.requests_from_frame(_frame([math.nan], [5], [3]))
+    reqs = E.requests_from_frame(_frame([1.0, 0.0], [5, 6], [3, 3]))
+    assert [r.arrival_s for r in reqs] == [0.0, 1.0]                       # unsorted input is sorted
+    with pytest.raises(InputError, match="KV cache"):
+        _run(_frame([0.0], [30000], [10]), kv_tokens=20000)
+    with pytest.raises(InputError, match="sorted"):
+        E.simulate([E.Request(0, 1.0, 5, 5), E.Request(1, 0.0, 5, 5)],
+                   lambda i, s, r: E.Instance(COST, 20000, id=i, start_s=s, ready_s=r))
+
+
+def test_full_azure_hour_replays():
+    store = need("azure_llm_2023")
+    from syslab.core.workloads import load_azure_llm
+
+    df = load_azure_llm(store.path("azure_llm_2023", "azure_conv_2023.csv"))
+    reqs, res = _run(df, COST.kv_capacity_tokens())
+    assert len(res.requests) == 19366 and res.requests.output_tokens.sum() == df.output_tokens.sum()
+    assert res.requests.tpot_s.median() < 0.05 and res.makespan_s < 3700
