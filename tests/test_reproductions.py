@@ -7,7 +7,7 @@ import pytest
 from syslab import catalog
 from tests.conftest import need
 
-DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths"}
+DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths", "kvcache-wild": None}
 
 KNOWN_GAPS = {
     # Our FLOP-based cost model makes dataloader-order packing more imbalanced (~1.9) than the paper's
@@ -15,13 +15,16 @@ KNOWN_GAPS = {
     ("wlb-llm", "imbalance-original"),
     # The same cost model makes even fixed-length repacking worth 1.28x over Plain-4D (paper: ~1.03x).
     ("wlb-llm", "fixed-4d-speedup"),
+    # On our synthetic twin WA falls slightly behind LRU at the largest cache (30% of unique blocks).
+    ("kvcache-wild", "wa-never-below-lru"),
 }
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", ["stragglers", "wlb-llm"])
+@pytest.mark.parametrize("key", list(DATASETS))
 def test_quick_reproduction(key, tmp_path):
-    need(DATASETS[key])
+    if DATASETS[key]:
+        need(DATASETS[key])
     r = catalog.run_system(key, "quick", 0, tmp_path)
     assert r["status"] == "ok", r.get("traceback")
     assert r["duration_s"] < 60

@@ -9,10 +9,14 @@ block operation.
 Policies rank evictable leaves (lowest evicted first):
 - LRU: last access time.
 - LFU: access count, then last access time.
-- WA (the paper's policy): score = p_w * exp(-lambda_w * (now - t_last)), the probability that a reuse is
-  still pending for a block last touched by a request of category w; ties evict later prompt offsets first.
-  log-score = (log p_w + lambda_w t_last) - lambda_w now, so within a category the order never changes and
-  one heap per category is exact; the victim is the lowest current score over the category heaps' tops.
+- WA (the paper's policy, as its authors' vLLM PR #22236 describes it): one LRU queue per request category
+  w (type and turn); the victim is the queue head with the lowest predicted probability of being reused
+  *in the upcoming time window*. With an exponential reuse model fitted per category (reuse probability
+  p_w, rate lambda_w), a block idle for a seconds is reused within the next W seconds with probability
+      P = p_w e^(-lambda_w a) (1 - e^(-lambda_w W)) / (1 - p_w + p_w e^(-lambda_w a)),
+  which falls with a, so each category queue stays in LRU order and only heads need scoring. The window W
+  is not given in the material we have; we take the cache's own horizon, the moving average of victims'
+  idle times (how long a block would survive anyway), and document this as our reading.
 - Belady (an oracle upper bound): the leaf whose next use lies farthest in the future. With prefix
   dependence this greedy rule is not provably optimal; it is the usual upper-bound approximation.
 """
@@ -21,7 +25,6 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,8 +78,15 @@ def fit_wa(profile: Trace) -> WAParams:
                     1.0 / max(float(gap[reused].mean()), 1e-3) if reused.any() else 1.0)
 
 
+_TIE = 1e-9   # key offset per prompt position: among equal priorities, later blocks go first
+
+
 class PrefixCache:
-    """A capacity-bounded prefix cache of blocks under one eviction ``policy``."""
+    """A capacity-bounded prefix cache of blocks under one eviction ``policy``.
+
+    Heap entries are (key, block); an entry is live while the block is cached, is a leaf, and its current
+    key equals the entry's (a touch gives a block a new key, so older entries go stale).
+    """
 
     def __init__(self, capacity_blocks: int, policy: str = "lru", wa: WAParams | None = None) -> None:
         if policy not in POLICIES:
@@ -88,97 +98,120 @@ class PrefixCache:
             raise InputError("the WA policy needs fitted parameters.", field="wa", fix="call fit_wa on a profile.")
         self.capacity, self.policy, self.wa = capacity_blocks, policy, wa
         self.parent: dict[int, int] = {}        # cached block -> its parent (-1 at the root)
-        self.children: dict[int, int] = defaultdict(int)
-        self.version: dict[int, int] = defaultdict(int)
-        self.count: dict[int, int] = defaultdict(int)
-        self.rate: dict[int, float] = {}
-        self.key: dict[int, tuple] = {}
-        self.heaps: dict[float, list] = defaultdict(list)    # lane (decay rate) -> entries
-        self.pinned: set[int] = set()
+        self.children: dict[int, int] = {}      # cached block -> cached children
+        self.key: dict[int, float] = {}         # cached block -> current priority key (lower = evict first)
+        self.lane: dict[int, float | str] = {}  # cached block -> its queue (WA: its category), else 0
+        self.count: dict[int, int] = {}         # LFU
+        self.heaps: dict[float | str, list[tuple[float, int]]] = {0.0: []}
+        self.window_s = 1.0 / wa.default_rate if wa is not None else 0.0
+        self.pin: dict[int, int] = {}           # block -> index of the request using it
+        self.request = 0
         self.lookups = 0
         self.evictions = 0
 
     def __len__(self) -> int:
         return len(self.parent)
 
-    # -- priorities ----------------------------------------------------------------------------------------
-    def _key(self, block: int, t: float, offset: int, category: str, next_use: float) -> tuple[tuple, float]:
-        """(heap key, lane decay rate) of a block just touched at time t at prompt position ``offset``."""
-        if self.policy == "lru":
-            return (t, -offset), 0.0
-        if self.policy == "lfu":
-            return (self.count[block], t, -offset), 0.0
-        if self.policy == "belady":
-            return (-next_use, -offset), 0.0
-        p, rate = self.wa.of(category)
-        return (math.log(max(p, 1e-12)) + rate * t, -offset), rate
-
-    def _push(self, block: int) -> None:
-        heapq.heappush(self.heaps[self.rate[block]], (self.key[block], self.version[block], block))
+    def _reuse_probability(self, lane: float | str, idle_s: float) -> float:
+        """WA: probability that a block of category ``lane`` idle for ``idle_s`` is reused within the window."""
+        p, rate = self.wa.of(str(lane))
+        pending = p * math.exp(-rate * idle_s)
+        return pending * (1.0 - math.exp(-rate * self.window_s)) / max(1.0 - p + pending, 1e-12)
 
     def _victim(self, now: float) -> int | None:
         """Pop the lowest-priority evictable leaf across lanes (or None if nothing is evictable)."""
-        pinned = []
-        best_lane, best_score = None, None
-        for rate, heap in self.heaps.items():
+        parent, key, children, pin, req = self.parent, self.key, self.children, self.pin, self.request
+        held: list[tuple[float | str, tuple[float, int]]] = []
+        best_lane, best_score = None, math.inf
+        wa = self.policy == "wa"
+        for lane, heap in self.heaps.items():
             while heap:
-                key, ver, b = heap[0]
-                if b not in self.parent or ver != self.version[b] or self.children[b] > 0:
-                    heapq.heappop(heap)                       # stale: touched, evicted or no longer a leaf
-                elif b in self.pinned:
-                    pinned.append(heapq.heappop(heap))        # in use by the current request
+                k, b = heap[0]
+                if b not in parent or key[b] != k or children[b]:
+                    heapq.heappop(heap)                        # stale: touched, evicted or not a leaf
+                elif pin.get(b) == req:
+                    held.append((lane, heapq.heappop(heap)))   # in use by the current request
                 else:
                     break
             if heap:
-                score = (heap[0][0][0] - rate * now, *heap[0][0][1:])
-                if best_score is None or score < best_score:
-                    best_lane, best_score = rate, score
-        for entry in pinned:
-            heapq.heappush(self.heaps[self.rate[entry[2]]], entry)
-        return None if best_lane is None else heapq.heappop(self.heaps[best_lane])[2]
+                score = self._reuse_probability(lane, now - heap[0][0]) if wa else heap[0][0]
+                if score < best_score:
+                    best_lane, best_score = lane, score
+        victim = None if best_lane is None else heapq.heappop(self.heaps[best_lane])[1]
+        for lane, entry in held:                               # pinned entries go back after the pop
+            heapq.heappush(self.heaps[lane], entry)
+        if wa and victim is not None:                          # the cache's horizon: victims' idle time
+            self.window_s += 0.01 * (max(now - key[victim], 0.0) - self.window_s)
+        return victim
 
     def _evict(self, block: int) -> None:
         parent = self.parent.pop(block)
-        self.version[block] += 1
-        self.count.pop(block, None)          # LFU forgets an evicted block's history
+        del self.children[block], self.key[block]
+        self.count.pop(block, None)             # LFU forgets an evicted block's history
         self.evictions += 1
         if parent >= 0 and parent in self.parent:
             self.children[parent] -= 1
-            if self.children[parent] == 0:   # the parent becomes a leaf: it competes again with its own key
-                self._push(parent)
+            if self.children[parent] == 0:      # the parent is a leaf again: it competes with its own key
+                heapq.heappush(self.heaps[self.lane[parent]], (self.key[parent], parent))
 
-    # -- one request ---------------------------------------------------------------------------------------
     def access(self, blocks: np.ndarray, t: float, category: str = "", next_use: np.ndarray | None = None) -> int:
         """Serve one request's prompt: return the number of leading blocks that hit, then cache the rest
-        (evicting as needed; the request's own blocks are pinned)."""
+        (evicting leaves as needed; the request's own blocks are pinned)."""
         ids = blocks.tolist()
+        parent_of, children, keys, lanes, count, pin = (self.parent, self.children, self.key, self.lane,
+                                                         self.count, self.pin)
+        self.request += 1
+        req = self.request
         hits = 0
         for b in ids:
-            self.lookups += 1
-            if b not in self.parent:
+            if b not in parent_of:
                 break
             hits += 1
-        self.pinned = set(ids[:hits])
+        self.lookups += len(ids)
+        lane: float | str = category if self.policy == "wa" else 0.0
+        if lane not in self.heaps:
+            self.heaps[lane] = []
+        heap = self.heaps[lane]
+        lfu, belady = self.policy == "lfu", self.policy == "belady"
+        nu = next_use.tolist() if belady and next_use is not None else None
         parent = -1
         for j, b in enumerate(ids):
-            nu = float(next_use[j]) if next_use is not None else math.inf
-            if j >= hits and b not in self.parent:
-                while len(self.parent) >= self.capacity:
-                    v = self._victim(t)
-                    if v is None:
-                        break
-                    self._evict(v)
-                if len(self.parent) >= self.capacity:
-                    break                                   # nothing evictable: the tail stays uncached
-                self.lookups += 1
-                self.parent[b] = parent
+            if b not in parent_of:
+                if len(parent_of) >= self.capacity:
+                    victim = self._victim(t)
+                    while victim is not None:
+                        self._evict(victim)
+                        if len(parent_of) < self.capacity:
+                            break
+                        victim = self._victim(t)
+                    if len(parent_of) >= self.capacity:
+                        break                           # nothing evictable: the tail stays uncached
+                parent_of[b] = parent
+                children[b] = 0
                 if parent >= 0:
-                    self.children[parent] += 1
-                self.pinned.add(b)
-            self.count[b] += 1
-            self.version[b] += 1
-            self.key[b], self.rate[b] = self._key(b, t, j, category, nu)
-            self._push(b)
+                    children[parent] += 1
+            pin[b] = req
+            if lfu:
+                c = count.get(b, 0) + 1
+                count[b] = c
+                k = c * 1e5 + t - j * _TIE
+            elif belady:
+                k = -(nu[j] if nu is not None else math.inf) - j * _TIE
+            else:
+                k = t - j * _TIE                        # LRU order (within a category queue for WA)
+            keys[b] = k
+            lanes[b] = lane
+            if not children[b]:
+                heapq.heappush(heap, (k, b))            # only leaves can be evicted; parents re-enter later
             parent = b
-        self.pinned = set()
+        if len(heap) > 4 * len(parent_of) + 4096:       # drop stale entries now and then
+            self._compact()
         return hits
+
+    def _compact(self) -> None:
+        self.heaps = {lane: [] for lane in self.heaps}
+        for b, c in self.children.items():
+            if not c:
+                self.heaps[self.lane[b]].append((self.key[b], b))
+        for heap in self.heaps.values():
+            heapq.heapify(heap)

@@ -135,7 +135,7 @@ class TwinConfig:
     system_prompts: int = 40           # distinct system prompts (assumption)
     system_zipf: float = 1.2           # their popularity (Zipf exponent, assumption)
     system_blocks: tuple[int, int] = (8, 96)      # system-prompt length range in blocks (assumption)
-    user_tokens_median: float = 120.0  # new user tokens per turn (assumption; LMSYS-like)
+    user_tokens_median: float = 200.0  # new user tokens per turn (assumption; sets the ideal hit ratio ~0.63)
     output_tokens_median: float = 200.0
     file_tokens_median: float = 3000.0            # an uploaded document (assumption)
     image_tokens: int = 1024           # tokens of one image (assumption, a typical VLM patch count)
