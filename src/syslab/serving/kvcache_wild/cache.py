@@ -16,7 +16,8 @@ Policies rank evictable leaves (lowest evicted first):
       P = p_w e^(-lambda_w a) (1 - e^(-lambda_w W)) / (1 - p_w + p_w e^(-lambda_w a)),
   which falls with a, so each category queue stays in LRU order and only heads need scoring. The window W
   is not given in the material we have; we take the cache's own horizon, the moving average of victims'
-  idle times (how long a block would survive anyway), and document this as our reading.
+  idle times (how long a block would survive anyway, updated after each request), and document this as our
+  reading.
 - Belady (an oracle upper bound): the leaf whose next use lies farthest in the future. With prefix
   dependence this greedy rule is not provably optimal; it is the usual upper-bound approximation.
 """
@@ -104,6 +105,11 @@ class PrefixCache:
         self.count: dict[int, int] = {}         # LFU
         self.heaps: dict[float | str, list[tuple[float, int]]] = {0.0: []}
         self.window_s = 1.0 / wa.default_rate if wa is not None else 0.0
+        self._lanes: list | None = None          # WA, during one request: heap of scored lane heads
+        self._offered: dict[float | str, tuple[float, int]] = {}
+        self._seq = 0
+        self._held: list[tuple[float | str, tuple[float, int]]] = []   # pinned entries set aside
+        self._victim_idle: list[float] = []
         self.pin: dict[int, int] = {}           # block -> index of the request using it
         self.request = 0
         self.lookups = 0
@@ -118,33 +124,55 @@ class PrefixCache:
         pending = p * math.exp(-rate * idle_s)
         return pending * (1.0 - math.exp(-rate * self.window_s)) / max(1.0 - p + pending, 1e-12)
 
-    def _victim(self, now: float) -> int | None:
-        """Pop the lowest-priority evictable leaf across lanes (or None if nothing is evictable)."""
-        parent, key, children, pin, req = self.parent, self.key, self.children, self.pin, self.request
-        held: list[tuple[float | str, tuple[float, int]]] = []
-        best_lane, best_score = None, math.inf
-        wa = self.policy == "wa"
-        for lane, heap in self.heaps.items():
-            while heap:
-                k, b = heap[0]
-                if b not in parent or key[b] != k or children[b]:
-                    heapq.heappop(heap)                        # stale: touched, evicted or not a leaf
-                elif pin.get(b) == req:
-                    held.append((lane, heapq.heappop(heap)))   # in use by the current request
-                else:
-                    break
-            if heap:
-                score = self._reuse_probability(lane, now - heap[0][0]) if wa else heap[0][0]
-                if score < best_score:
-                    best_lane, best_score = lane, score
-        victim = None if best_lane is None else heapq.heappop(self.heaps[best_lane])[1]
-        for lane, entry in held:                               # pinned entries go back after the pop
-            heapq.heappush(self.heaps[lane], entry)
-        if wa and victim is not None:                          # the cache's horizon: victims' idle time
-            self.window_s += 0.01 * (max(now - key[victim], 0.0) - self.window_s)
-        return victim
+    def _head(self, lane: float | str) -> tuple[float, int] | None:
+        """The lane's evictable head: stale entries are dropped, pinned ones set aside until the request ends."""
+        heap, parent, key, children = self.heaps[lane], self.parent, self.key, self.children
+        while heap:
+            k, b = heap[0]
+            if b not in parent or key[b] != k or children[b]:
+                heapq.heappop(heap)                            # stale: touched, evicted or not a leaf
+            elif self.pin.get(b) == self.request:
+                self._held.append((lane, heapq.heappop(heap)))  # in use by the current request
+            else:
+                return heap[0]
+        return None
 
-    def _evict(self, block: int) -> None:
+    def _offer(self, lane: float | str, head: tuple[float, int], now: float) -> None:
+        """WA: enter a lane's head into the per-request heap of lane heads, scored by reuse probability
+        (once per head: older offers for the lane are recognised as stale when popped)."""
+        if self._offered.get(lane) is head:
+            return
+        self._offered[lane] = head
+        self._seq += 1
+        heapq.heappush(self._lanes, (self._reuse_probability(lane, now - head[0]), self._seq, lane, head))
+
+    def _victim(self, now: float) -> int | None:
+        """Pop the lowest-priority evictable leaf (or None if nothing is evictable)."""
+        if self.policy != "wa":
+            return heapq.heappop(self.heaps[0.0])[1] if self._head(0.0) is not None else None
+        if self._lanes is None:                                # first eviction of this request
+            self._lanes = []
+            for lane in self.heaps:
+                head = self._head(lane)
+                if head is not None:
+                    self._offer(lane, head, now)
+        while self._lanes:
+            _, _, lane, entry = heapq.heappop(self._lanes)
+            head = self._head(lane)
+            if head is None:
+                continue
+            if head is not entry:                              # the lane's head changed: score it afresh
+                self._offer(lane, head, now)
+                continue
+            victim = heapq.heappop(self.heaps[lane])[1]
+            nxt = self._head(lane)
+            if nxt is not None:
+                self._offer(lane, nxt, now)
+            self._victim_idle.append(now - entry[0])
+            return victim
+        return None
+
+    def _evict(self, block: int, now: float) -> None:
         parent = self.parent.pop(block)
         del self.children[block], self.key[block]
         self.count.pop(block, None)             # LFU forgets an evicted block's history
@@ -152,7 +180,10 @@ class PrefixCache:
         if parent >= 0 and parent in self.parent:
             self.children[parent] -= 1
             if self.children[parent] == 0:      # the parent is a leaf again: it competes with its own key
-                heapq.heappush(self.heaps[self.lane[parent]], (self.key[parent], parent))
+                entry = (self.key[parent], parent)
+                heapq.heappush(self.heaps[self.lane[parent]], entry)
+                if self._lanes is not None and self.pin.get(parent) != self.request:
+                    self._offer(self.lane[parent], entry, now)
 
     def access(self, blocks: np.ndarray, t: float, category: str = "", next_use: np.ndarray | None = None) -> int:
         """Serve one request's prompt: return the number of leading blocks that hit, then cache the rest
@@ -180,7 +211,7 @@ class PrefixCache:
                 if len(parent_of) >= self.capacity:
                     victim = self._victim(t)
                     while victim is not None:
-                        self._evict(victim)
+                        self._evict(victim, t)
                         if len(parent_of) < self.capacity:
                             break
                         victim = self._victim(t)
@@ -204,6 +235,15 @@ class PrefixCache:
             if not children[b]:
                 heapq.heappush(heap, (k, b))            # only leaves can be evicted; parents re-enter later
             parent = b
+        if self._victim_idle:                           # WA's window: the victims' idle time, averaged
+            for idle in self._victim_idle:
+                self.window_s += 0.01 * (max(idle, 0.0) - self.window_s)
+            self._victim_idle.clear()
+        for lane, entry in self._held:                  # the request is done: its blocks can be evicted again
+            heapq.heappush(self.heaps[lane], entry)
+        self._held.clear()
+        self._lanes = None
+        self._offered.clear()
         if len(heap) > 4 * len(parent_of) + 4096:       # drop stale entries now and then
             self._compact()
         return hits
