@@ -27,12 +27,15 @@ app = typer.Typer(help="syslab: OSDI'25 / ATC'25 ML, GPU and cloud systems, runn
 data_app = typer.Typer(help="Datasets: list, locate, download (with checksum verification).", no_args_is_help=True)
 stragglers_app = typer.Typer(help="Stragglers what-if analysis on your own training trace.", no_args_is_help=True)
 wlb_app = typer.Typer(help="WLB-LLM packing on your own document lengths.", no_args_is_help=True)
+blitz_app = typer.Typer(help="BlitzScale autoscaling replay on your own trace (Azure CSV format).",
+                        no_args_is_help=True)
 kvcache_app = typer.Typer(help="Prefix KV-cache replay and characterisation of a Qwen-Bailian-schema trace.",
                           no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(stragglers_app, name="stragglers")
 app.add_typer(wlb_app, name="wlb")
 app.add_typer(kvcache_app, name="kvcache")
+app.add_typer(blitz_app, name="blitzscale")
 
 out = Console()
 err = Console(stderr=True)
@@ -320,6 +323,31 @@ def wlb_pack(lengths: Annotated[Path, typer.Option(help="JSON list of document l
         r = report[name]
         table.add_row(name, f"{r['imbalance']:.3f}", f"{r.get('mean_delay_iters', 0.0):.2f}",
                       f"{r['ms_per_batch']:.1f}")
+    out.print(table)
+
+
+@blitz_app.command("replay")
+def blitzscale_replay(trace: Annotated[Path, typer.Option(help="CSV: TIMESTAMP,ContextTokens,GeneratedTokens")],
+                      time_scale: Annotated[float, typer.Option(help="compress arrivals by this factor")] = 1.0,
+                      as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """P99 TTFT and GPU-seconds of BlitzScale, ServerlessLLM-style loading and static provisioning."""
+    from syslab.core.workloads import load_azure_llm
+    from syslab.core.workloads import time_scale as compress
+    from syslab.serving import blitzscale
+
+    if time_scale <= 0:
+        raise InputError(f"must be positive, got {time_scale}.", field="--time-scale", fix="e.g. --time-scale 4.")
+    df = compress(load_azure_llm(trace), time_scale)
+    with err.status(f"replaying {len(df)} requests under four policies"):
+        policies = blitzscale.compare(df)
+    if as_json:
+        _print_json(policies)
+        return
+    table = Table("policy", "P99 TTFT (s)", "SLO attainment", "GPU-seconds", "instances", "mean load (s)",
+                  title=f"{len(df)} requests; SLO: P99 TTFT <= {policies['static']['slo_p99_ttft_s']:.2f}s")
+    for name, v in policies.items():
+        table.add_row(name, f"{v['p99_ttft_s']:.3f}", f"{v['slo_attainment']:.3f}", f"{v['gpu_seconds']:.0f}",
+                      str(v["instances"]), f"{v['mean_load_s']:.2f}")
     out.print(table)
 
 

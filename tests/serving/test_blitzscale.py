@@ -35,3 +35,41 @@ def test_scale_rule_goes_to_the_band_middle_and_down_one_at_a_time():
     assert B.scale_target(10, idle) == 9 and B.scale_target(2, idle) == 2  # one at a time, never below 2
     inside = [B.Band(load=30_000, capacity=10_000, high=0.7, low=0.5)]    # 5..6
     assert B.scale_target(5, inside) == 5 and B.scale_target(6, inside) == 6
+
+
+def test_serverlessllm_loads_from_ssd_on_a_cold_host_and_blitzscale_by_chain():
+    import numpy as np
+    import pandas as pd
+
+    # A burst that needs more than two instances right away.
+    n = 600
+    df = pd.DataFrame({"arrival_s": np.linspace(0, 3, n), "prompt_tokens": [4000] * n, "output_tokens": [50] * n})
+    _, sllm = B.run_policy(df, "serverlessllm")
+    _, blitz = B.run_policy(df, "blitzscale")
+    assert sllm and blitz
+    assert {x["source"] for x in sllm} <= {"host", "ssd"} and {x["source"] for x in blitz} <= {"nvlink", "rdma", "ssd"}
+    # Chains over NVLink/RDMA load faster than PCIe/SSD.
+    assert np.mean([x["load_s"] for x in blitz]) < np.mean([x["load_s"] for x in sllm])
+    with pytest.raises(InputError):
+        B.run_policy(df, "magic")
+
+
+def test_cli_replay_json_has_each_policy(tmp_path, capsys):
+    import json
+
+    from syslab.cli import main
+
+    p = tmp_path / "t.csv"
+    rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"] + [
+        f"2023-11-16 18:{m:02d}:{s:02d}.000000,{200 + 10 * s},{20 + s}" for m in range(2) for s in range(0, 60, 2)]
+    p.write_text("\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as e:
+        main(["blitzscale", "replay", "--trace", str(p), "--time-scale", "2", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert e.value.code == 0
+    for policy in ("blitzscale", "serverlessllm", "static"):
+        assert set(d[policy]) >= {"p99_ttft_s", "gpu_seconds"} and d[policy]["gpu_seconds"] > 0
+    p.write_text("TIMESTAMP,ContextTokens\n2023-11-16 18:00:00,5\n")
+    with pytest.raises(SystemExit) as e:
+        main(["blitzscale", "replay", "--trace", str(p)])
+    assert e.value.code == 2
