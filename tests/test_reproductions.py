@@ -8,7 +8,7 @@ from syslab import catalog
 from tests.conftest import need
 
 DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths", "kvcache-wild": None,
-            "blitzscale": "azure_llm_2023"}
+            "blitzscale": "azure_llm_2023", "nanoflow": None}
 
 KNOWN_GAPS = {
     # Our FLOP-based cost model makes dataloader-order packing more imbalanced (~1.9) than the paper's
@@ -22,6 +22,10 @@ KNOWN_GAPS = {
     # in 0.25 s from a host cache, so BlitzScale neither beats ServerlessLLM nor static provisioning here.
     ("blitzscale", "p99-vs-serverlessllm"),
     ("blitzscale", "gpu-vs-static"),
+    # With GEMM speed linear in SM share (our neutral assumption), overlap cannot pay for the SMs it takes;
+    # and sequential execution already reaches 59% of the optimum in our cost model.
+    ("nanoflow", "speedup-vs-nonoverlap"),
+    ("nanoflow", "nonoverlap-fraction"),
 }
 
 
