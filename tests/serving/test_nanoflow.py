@@ -55,3 +55,21 @@ def test_less_gemm_interference_means_more_overlap_gain():
         r = N.evaluate(hw, b)
         gains.append(r["nanoflow"]["tok_s_per_gpu"] / r["non-overlap"]["tok_s_per_gpu"])
     assert gains[0] <= gains[1] <= gains[2] and gains[2] > 1.0
+
+
+@pytest.mark.parametrize("sizes", [(24,), (1, 23), (5, 7, 12), (8, 8, 8)])
+def test_nano_batched_layer_equals_the_full_batch(sizes):
+    assert N.nano_batching_is_exact(np.random.default_rng(0), sizes) < 1e-12
+
+
+def test_tiny_layer_is_causal():
+    rng = np.random.default_rng(1)
+    d, f = 16, 32
+    w = {"qkv": rng.normal(0, 0.2, (d, 3 * d)), "o": rng.normal(0, 0.2, (d, d)),
+         "up": rng.normal(0, 0.2, (d, 2 * f)), "down": rng.normal(0, 0.2, (f, d))}
+    x = rng.normal(size=(6, d))
+    y = N.tiny_layer_forward([x], w)[0]
+    x2 = x.copy()
+    x2[-1] += 1.0                                   # changing the last token cannot change earlier outputs
+    y2 = N.tiny_layer_forward([x2], w)[0]
+    assert np.allclose(y[:-1], y2[:-1]) and not np.allclose(y[-1], y2[-1])
