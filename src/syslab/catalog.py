@@ -50,6 +50,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("wlb-llm", "WLB-LLM", "OSDI 2025", "training", "HYBRID", "syslab.training.wlb_llm"),
     Entry("stragglers", "Stragglers what-if analysis", "OSDI 2025", "training", "REAL", "syslab.training.stragglers"),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
+    Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve"),
     Entry("blitzscale", "BlitzScale", "OSDI 2025", "serving", "HYBRID", "syslab.serving.blitzscale"),
     Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild"),
 )
