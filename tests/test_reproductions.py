@@ -8,7 +8,7 @@ from syslab import catalog
 from tests.conftest import need
 
 DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths", "kvcache-wild": None,
-            "blitzscale": "azure_llm_2023", "nanoflow": None, "deepserve": None}
+            "blitzscale": "azure_llm_2023", "nanoflow": None, "deepserve": None, "weaver": "azure_llm_2023"}
 
 KNOWN_GAPS = {
     # Our FLOP-based cost model makes dataloader-order packing more imbalanced (~1.9) than the paper's
@@ -26,6 +26,10 @@ KNOWN_GAPS = {
     # and sequential execution already reaches 59% of the optimum in our cost model.
     ("nanoflow", "speedup-vs-nonoverlap"),
     ("nanoflow", "nonoverlap-fraction"),
+    # Both just miss their bands in our model: Weaver's gain is 1.297x (band >= 1.3) and the cold model pays
+    # 5.6 ms (band <= 5 ms), mostly the offloaded attention's share of the cold GPU.
+    ("weaver", "hot-throughput"),
+    ("weaver", "cold-overhead-ms"),
 }
 
 

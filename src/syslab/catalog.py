@@ -51,6 +51,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("stragglers", "Stragglers what-if analysis", "OSDI 2025", "training", "REAL", "syslab.training.stragglers"),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve"),
+    Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),
     Entry("blitzscale", "BlitzScale", "OSDI 2025", "serving", "HYBRID", "syslab.serving.blitzscale"),
     Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild"),
 )
