@@ -15,6 +15,8 @@ from syslab.serving import engine as E
 from tests.conftest import need
 
 COST = E.IterationCost(model("llama3-8b"), gpu("H100-SXM"))
+# Generated traces are often unsorted on purpose; the sorting warning has its own test below.
+pytestmark = pytest.mark.filterwarnings("ignore:.*arrivals were not sorted")
 
 
 def _frame(arrivals, prompts, outputs):
@@ -142,3 +144,19 @@ def test_full_azure_hour_replays():
     reqs, res = _run(df, COST.kv_capacity_tokens())
     assert len(res.requests) == 19366 and res.requests.output_tokens.sum() == df.output_tokens.sum()
     assert res.requests.tpot_s.median() < 0.05 and res.makespan_s < 3700
+
+
+def test_unsorted_arrivals_are_sorted_with_a_warning():
+    with pytest.warns(UserWarning, match="sorted"):
+        reqs = E.requests_from_frame(_frame([2.0, 1.0], [10, 10], [2, 2]))
+    assert [r.arrival_s for r in reqs] == [1.0, 2.0]
+
+
+def test_unsorted_azure_csv_is_sorted_with_a_warning(tmp_path):
+    from syslab.core.workloads import load_azure_llm
+
+    p = tmp_path / "t.csv"
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:05,10,2\n2023-11-16 18:00:01,20,3\n")
+    with pytest.warns(UserWarning, match="sorted"):
+        df = load_azure_llm(p)
+    assert df.arrival_s.tolist() == [0.0, 4.0] and df.prompt_tokens.tolist() == [20, 10]

@@ -6,6 +6,7 @@ Loaders return a DataFrame with ``arrival_s`` (seconds from the first request), 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,8 @@ def load_azure_llm(path: str | Path) -> pd.DataFrame:
         raise InputError(f"row {row + 2} has timestamp {df['TIMESTAMP'].iloc[row]!r}.", file=path, field="TIMESTAMP",
                          fix="use 'YYYY-MM-DD HH:MM:SS.ffffff' timestamps.")
     arrival = (ts - ts.min()).dt.total_seconds().to_numpy()
+    if (np.diff(arrival) < 0).any():
+        warnings.warn(f"{path}: timestamps were not sorted; sorted them.", stacklevel=2)
     out = pd.DataFrame({"arrival_s": arrival, "prompt_tokens": df["ContextTokens"].to_numpy(),
                         "output_tokens": df["GeneratedTokens"].to_numpy()})
     return out.sort_values("arrival_s", kind="stable").reset_index(drop=True)

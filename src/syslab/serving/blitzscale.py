@@ -272,17 +272,22 @@ def static_for_slo(trace: pd.DataFrame, slo_p99_s: float, max_n: int = 16, cost:
     return max_n, res
 
 
-def compare(trace: pd.DataFrame, cost: IterationCost = COST) -> dict[str, dict[str, float]]:
+def compare(trace: pd.DataFrame, cost: IterationCost = COST,
+            ttft_samples: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """P99 TTFT and GPU-seconds per policy on one trace (the tool's output)."""
     slo = 5.0 * float(np.quantile(unloaded_ttft_s(trace, cost), 0.99))
     out = {}
     for policy in ("blitzscale", "blitzscale-nolive", "serverlessllm"):
         res, loads = run_policy(trace, policy, cost)
+        if ttft_samples is not None:
+            ttft_samples[policy] = res.requests.ttft_s.to_numpy()
         out[policy] = {"p99_ttft_s": res.ttft_quantile(0.99), "gpu_seconds": res.gpu_seconds,
                        "slo_attainment": res.slo_attainment(ttft_s=slo), "instances": res.instances,
                        "mean_load_s": float(np.mean([x["load_s"] for x in loads])) if loads else 0.0,
                        "slo_p99_ttft_s": slo}
     n, res = static_for_slo(trace, slo, cost=cost)
+    if ttft_samples is not None:
+        ttft_samples["static"] = res.requests.ttft_s.to_numpy()
     out["static"] = {"p99_ttft_s": res.ttft_quantile(0.99), "gpu_seconds": res.gpu_seconds,
                      "slo_attainment": res.slo_attainment(ttft_s=slo), "instances": n, "mean_load_s": 0.0,
                      "slo_p99_ttft_s": slo}
@@ -324,7 +329,8 @@ def reproduce(run: Run) -> Result:
     chain = multicast_schedule(COST.shape.weight_bytes(), 8, lk, "chain").makespan / one
     star = multicast_schedule(COST.shape.weight_bytes(), 8, lk, "star").makespan / one
     tree = multicast_schedule(COST.shape.weight_bytes(), 8, lk, "tree").makespan / one
-    out = compare(trace) if trace is not None else None
+    ttfts: dict[str, np.ndarray] = {}
+    out = compare(trace, ttft_samples=ttfts) if trace is not None else None
     if out is not None:
         b, s, st = out["blitzscale"], out["serverlessllm"], out["static"]
         result.findings += [
@@ -356,6 +362,18 @@ def reproduce(run: Run) -> Result:
                                ["topology", "time / one transfer"],
                                [["chain", round(chain, 3)], ["binary tree", round(tree, 3)], ["star", round(star, 3)]]))
     plt = pyplot()
+    if ttfts:
+        fig, ax = plt.subplots(figsize=(6, 3.4))
+        for name, v in ttfts.items():
+            v = np.sort(v)
+            ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=name)
+        ax.axvline(out["static"]["slo_p99_ttft_s"], color="k", ls=":", lw=0.8, label="SLO (P99)")
+        ax.set_xscale("log")
+        ax.set_xlabel("TTFT (s)")
+        ax.set_ylabel("CDF")
+        ax.legend(fontsize=8)
+        result.figures.append(run.save_figure(fig, "ttft", "TTFT CDF per scaling policy on the compressed Azure "
+                                              "trace (modelled H100s)."))
     fig, ax = plt.subplots(figsize=(6, 3.4))
     ns = [1, 2, 4, 8, 16]
     for topo in ("chain", "tree", "star"):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,8 @@ def requests_from_frame(df: pd.DataFrame, source: str = "<trace>") -> list[Reque
         raise InputError("some requests have no arrival time.", file=source, field="arrival_s",
                          fix="attach arrivals (e.g. workloads.poisson_arrivals) to length-only traces.")
     order = np.argsort(df.arrival_s.to_numpy(), kind="stable")
+    if (np.diff(df.arrival_s.to_numpy()) < 0).any():
+        warnings.warn(f"{source}: arrivals were not sorted; sorted them.", stacklevel=2)
     a, p, o = (df[c].to_numpy()[order] for c in ("arrival_s", "prompt_tokens", "output_tokens"))
     return [Request(i, float(a[i]), int(p[i]), int(o[i])) for i in range(len(order))]
 
