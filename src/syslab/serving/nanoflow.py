@@ -189,9 +189,14 @@ def _splits(total: int, parts: int) -> list[tuple[int, ...]]:
         return [(total,)]
     if parts == 2:
         return [(a, total - a) for a in range(TILE, total, TILE)]
+    sizes = _equal_split(total, parts)
+    return [sizes] if sizes else []
+
+
+def _equal_split(total: int, parts: int) -> tuple[int, ...]:
+    """``parts`` near-equal nano-batches on the tile grid (the last takes the remainder); () if too small."""
     base = (total // parts) // TILE * TILE
-    sizes = [base] * (parts - 1)
-    return [(*sizes, total - sum(sizes))] if base > 0 else []
+    return (*[base] * (parts - 1), total - base * (parts - 1)) if base > 0 else ()
 
 
 def search(hw: Hardware, batch: DenseBatch, shares: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5),
@@ -213,12 +218,9 @@ def search(hw: Hardware, batch: DenseBatch, shares: tuple[float, ...] = (0.1, 0.
 def evaluate(hw: Hardware, batch: DenseBatch) -> dict[str, dict]:
     """Throughput of every configuration on one dense batch."""
     seq_t, _ = layer_time_s(hw, batch, Config((batch.tokens,)))
-    nano = []
-    for parts in (2, 3, 4):
-        for sizes in _splits(batch.tokens, parts)[: 1 if parts == 2 else None]:
-            sizes = sizes if parts != 2 else (batch.tokens // 2, batch.tokens - batch.tokens // 2)
-            nano.append((layer_time_s(hw, batch, Config(sizes))[0], sizes))
-    nano_t, nano_sizes = min(nano)
+    # Nano-batch-only: the best near-equal split, run on one stream.
+    nano_t, nano_sizes = min((layer_time_s(hw, batch, Config(sizes))[0], sizes)
+                             for sizes in (_equal_split(batch.tokens, parts) for parts in (2, 3, 4)) if sizes)
     cfg, _ = search(hw, batch)
     flow_t, _ = layer_time_s(hw, batch, cfg)
     opt = hw.optimal_tok_s_per_gpu
