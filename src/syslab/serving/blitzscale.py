@@ -43,6 +43,7 @@ from syslab.core.errors import InputError
 from syslab.core.hardware import Link, gpu, link
 from syslab.core.models import model
 from syslab.core.run import Run, pyplot
+from syslab.core.stats import cdf
 from syslab.core.timeline import Op, schedule
 from syslab.core.workloads import load_azure_llm, time_scale
 from syslab.serving.engine import ClusterView, Instance, IterationCost, ServingResult, requests_from_frame, simulate
@@ -365,8 +366,7 @@ def reproduce(run: Run) -> Result:
     if ttfts:
         fig, ax = plt.subplots(figsize=(6, 3.4))
         for name, v in ttfts.items():
-            v = np.sort(v)
-            ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=name)
+            ax.plot(*cdf(v), label=name)
         ax.axvline(out["static"]["slo_p99_ttft_s"], color="k", ls=":", lw=0.8, label="SLO (P99)")
         ax.set_xscale("log")
         ax.set_xlabel("TTFT (s)")

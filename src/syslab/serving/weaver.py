@@ -37,6 +37,7 @@ from syslab.core.claims import Claim, Expect, Fidelity, Result, System, Table
 from syslab.core.hardware import GPU, Link, gpu
 from syslab.core.models import DTYPE_BYTES, Transformer, model
 from syslab.core.run import Run, pyplot
+from syslab.core.stats import cdf
 from syslab.core.workloads import load_azure_llm
 
 P2P = Link("nvlink3-p2p", 300.0, 10.0, "NVLink 3 per direction (A100 datasheet) + 10 us per message (assumption)")
@@ -330,8 +331,7 @@ def reproduce(run: Run) -> Result:
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for name, samples in (("Weaver", tpot_samples(node, weaver["batch"], context, weaver["offload"], weaver_tl, True,
                                                   run.rng(6))), ("naive weaving", naive_at_weaver)):
-        v = np.sort(samples) * 1e3
-        ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=name)
+        ax.plot(*cdf(np.asarray(samples) * 1e3), label=name)
     ax.axvline(SLO_TPOT_S * 1e3, color="k", ls=":", lw=0.8, label="SLO")
     ax.set_xlabel("hot-model TPOT (ms) at Weaver's operating point")
     ax.set_ylabel("CDF")

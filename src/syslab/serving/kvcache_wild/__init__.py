@@ -28,6 +28,7 @@ from syslab.core.claims import Claim, Expect, Fidelity, Result, System, Table
 from syslab.core.hardware import gpu
 from syslab.core.models import model
 from syslab.core.run import Run, pyplot
+from syslab.core.stats import cdf
 from syslab.serving.engine import IterationCost
 from syslab.serving.kvcache_wild.analysis import Replay, characterize, qttft, replay
 from syslab.serving.kvcache_wild.cache import POLICIES, PrefixCache, WAParams, fit_wa
@@ -139,8 +140,7 @@ def reproduce(run: Run) -> Result:
     axes[0].set_ylabel("block hit ratio")
     axes[0].legend(fontsize=8)
     for name, q in (("LRU", q_lru), ("WA", q_wa)):
-        v = np.sort(q)
-        axes[1].plot(v, np.arange(1, len(v) + 1) / len(v), label=name)
+        axes[1].plot(*cdf(q), label=name)
     axes[1].set_xscale("log")
     axes[1].set_xlabel(f"QTTFT (s), cache {fractions[0]:.0%}")
     axes[1].set_ylabel("CDF")

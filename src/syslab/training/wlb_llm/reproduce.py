@@ -11,6 +11,7 @@ import numpy as np
 
 from syslab.core.claims import Claim, Expect, Figure, Result, Table
 from syslab.core.run import Run, pyplot
+from syslab.core.stats import cdf
 from syslab.training.wlb_llm.cost import CostModel, fig5_iteration_s
 from syslab.training.wlb_llm.cp import cp_imbalance, per_document_shards, per_sequence_shards
 from syslab.training.wlb_llm.packing import (
@@ -93,8 +94,7 @@ def _figures(run: Run, imb: dict[str, float], speed: dict[int, dict[str, float]]
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for name, values in cp.items():
-        v = np.sort(values)
-        ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=name)
+        ax.plot(*cdf(values), label=name)
     ax.set_xlabel("max / mean per-rank attention FLOPs (CP=2)")
     ax.set_ylabel("CDF over micro-batches")
     ax.legend()
