@@ -107,6 +107,7 @@ class PrefixCache:
         self.window_s = 1.0 / wa.default_rate if wa is not None else 0.0
         self._lanes: list | None = None          # WA, during one request: heap of scored lane heads
         self._offered: dict[float | str, tuple[float, int]] = {}
+        self._lane_params: dict[float | str, tuple[float, float, float]] = {}
         self._seq = 0
         self._held: list[tuple[float | str, tuple[float, int]]] = []   # pinned entries set aside
         self._victim_idle: list[float] = []
@@ -120,9 +121,13 @@ class PrefixCache:
 
     def _reuse_probability(self, lane: float | str, idle_s: float) -> float:
         """WA: probability that a block of category ``lane`` idle for ``idle_s`` is reused within the window."""
-        p, rate = self.wa.of(str(lane))
+        params = self._lane_params.get(lane)
+        if params is None:                       # per request: the window is fixed while a request is served
+            p, rate = self.wa.of(str(lane))
+            params = self._lane_params[lane] = (p, rate, 1.0 - math.exp(-rate * self.window_s))
+        p, rate, within = params
         pending = p * math.exp(-rate * idle_s)
-        return pending * (1.0 - math.exp(-rate * self.window_s)) / max(1.0 - p + pending, 1e-12)
+        return pending * within / max(1.0 - p + pending, 1e-12)
 
     def _head(self, lane: float | str) -> tuple[float, int] | None:
         """The lane's evictable head: stale entries are dropped, pinned ones set aside until the request ends."""
@@ -168,6 +173,8 @@ class PrefixCache:
             nxt = self._head(lane)
             if nxt is not None:
                 self._offer(lane, nxt, now)
+            else:
+                self._offered.pop(lane, None)          # an empty lane has no head on offer
             self._victim_idle.append(now - entry[0])
             return victim
         return None
@@ -183,7 +190,9 @@ class PrefixCache:
                 entry = (self.key[parent], parent)
                 heapq.heappush(self.heaps[self.lane[parent]], entry)
                 if self._lanes is not None and self.pin.get(parent) != self.request:
-                    self._offer(self.lane[parent], entry, now)
+                    offered = self._offered.get(self.lane[parent])
+                    if offered is None or entry < offered:   # it is the lane's new head only if it is older
+                        self._offer(self.lane[parent], entry, now)
 
     def access(self, blocks: np.ndarray, t: float, category: str = "", next_use: np.ndarray | None = None) -> int:
         """Serve one request's prompt: return the number of leading blocks that hit, then cache the rest
@@ -244,6 +253,7 @@ class PrefixCache:
         self._held.clear()
         self._lanes = None
         self._offered.clear()
+        self._lane_params.clear()
         if len(heap) > 4 * len(parent_of) + 4096:       # drop stale entries now and then
             self._compact()
         return hits
