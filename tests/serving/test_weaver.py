@@ -18,14 +18,12 @@ def test_waits_stop_at_kernel_boundaries_or_at_the_end_of_the_queue():
 
 
 def test_splitting_bounds_kernels_by_tau_and_adds_only_its_overheads():
-    rng = np.random.default_rng(0)
     prompts, outputs = np.array([4000, 3000]), np.array([3, 3])
     plain, _ = W.cold_timeline(NODE, prompts, outputs, 1.0, 3.0, np.random.default_rng(1), None)
     split, overhead = W.cold_timeline(NODE, prompts, outputs, 1.0, 3.0, np.random.default_rng(1), W.TAU_S)
     assert (split.ends - split.starts).max() <= W.TAU_S + W.SPLIT_S + W.POLL_S + 1e-12
     assert (plain.ends - plain.starts).max() > W.TAU_S            # long prefill GEMMs exist before splitting
     assert (split.ends - split.starts).sum() > (plain.ends - plain.starts).sum() and overhead > 0
-    del rng
 
 
 def test_hot_step_without_offload_is_dense_plus_local_attention():
