@@ -5,6 +5,10 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 CONSTRAINTS := constraints.txt
 ARGS ?=
+# torch runs the REAL torch systems (LLMStation, later TrainCheck); constraints.txt pins the CPU wheel.
+# `make run EXTRAS=` installs without it (those systems are then reported as unavailable).
+EXTRAS ?= torch
+comma := ,
 
 .PHONY: run test lint bench clean
 
@@ -12,11 +16,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e .
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".$(if $(EXTRAS),[$(EXTRAS)])"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[dev$(if $(EXTRAS),$(comma)$(EXTRAS))]"
 	touch $@
 
 ## make run: every system's quick reproduction -> report/index.html, report/results.json

@@ -53,6 +53,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve"),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),
     Entry("blitzscale", "BlitzScale", "OSDI 2025", "serving", "HYBRID", "syslab.serving.blitzscale"),
+    Entry("llmstation", "LLMStation", "ATC 2025", "serving", "REAL", "syslab.serving.llmstation", ("torch",)),
     Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild"),
 )
 DOMAINS = ("training", "serving", "compilers", "kernels", "gpu_sharing", "cloud", "shell")
