@@ -74,6 +74,71 @@ def test_lru_prefix_cache_matches_the_naive_reference(trace, capacity):
     assert r.hit_blocks.tolist() == _naive_lru_hits(trace, capacity)
 
 
+def _naive_wa_hits(trace, capacity, wa):
+    """Reference WA: scan every evictable leaf and evict the one least likely to be reused within the window
+    (the cache's formula; equal scores go oldest first), the window being the moving average of victims' idle
+    times, updated after each request."""
+    import math
+
+    cached, key, lane, parent_of = set(), {}, {}, {}
+    window = 1.0 / wa.default_rate
+    hits = []
+    for i, blocks in enumerate(trace.blocks):
+        ids, t, cat = blocks.tolist(), float(trace.timestamp[i]), trace.category(i)
+        h = 0
+        for b in ids:
+            if b not in cached:
+                break
+            h += 1
+        hits.append(h)
+
+        def reuse(b, w=window, t=t):
+            p, rate = wa.of(str(lane[b]))
+            pending = p * math.exp(-rate * (t - key[b]))
+            return (1 - math.exp(-rate * w)) * (pending / max(1 - p + pending, 1e-12))
+
+        idles, prev = [], -1
+        for j, b in enumerate(ids):
+            if b not in cached:
+                while len(cached) >= capacity:
+                    leaves = [x for x in cached if x not in ids[:j] and not any(parent_of[y] == x for y in cached)]
+                    if not leaves:
+                        break
+                    victim = min(leaves, key=lambda x: (reuse(x), key[x]))
+                    idles.append(t - key[victim])
+                    cached.remove(victim)
+                if len(cached) >= capacity:
+                    break
+                cached.add(b)
+                parent_of[b] = prev
+            key[b], lane[b] = t - j * 1e-9, cat
+            prev = b
+        for idle in idles:
+            window += 0.01 * (max(idle, 0.0) - window)
+    return hits
+
+
+@st.composite
+def categorised_traces(draw):
+    trace = draw(prefix_traces())
+    n = len(trace)
+    trace.type[:] = [draw(st.sampled_from(["text", "image", "file"])) for _ in range(n)]
+    trace.turn[:] = [draw(st.integers(1, 3)) for _ in range(n)]
+    trace.timestamp[:] = np.cumsum([draw(st.floats(0.5, 30.0)) for _ in range(n)])
+    return trace
+
+
+@settings(max_examples=80, deadline=None)
+@given(categorised_traces(), st.integers(1, 12))
+def test_wa_cache_matches_the_naive_reference(trace, capacity):
+    half = max(1, len(trace) // 2)
+    wa = kv.fit_wa(kv.Trace(trace.timestamp[:half], trace.input_length[:half], trace.output_length[:half],
+                            trace.type[:half], trace.turn[:half], trace.chat_id[:half], trace.parent_chat_id[:half],
+                            trace.blocks[:half]))
+    r = kv.replay(trace, capacity, "wa", wa)
+    assert r.hit_blocks.tolist() == _naive_wa_hits(trace, capacity, wa)
+
+
 @settings(max_examples=60, deadline=None)
 @given(prefix_traces(), st.integers(1, 12), st.sampled_from(kv.POLICIES))
 def test_cache_keeps_radix_consistency_and_capacity(trace, capacity, policy):

@@ -107,6 +107,7 @@ class PrefixCache:
         self.window_s = 1.0 / wa.default_rate if wa is not None else 0.0
         self._lanes: list | None = None          # WA, during one request: heap of scored lane heads
         self._offered: dict[float | str, tuple[float, int]] = {}
+        self._dirty: float | str | None = None   # WA: the last victim's lane, its head not yet re-scored
         self._lane_params: dict[float | str, tuple[float, float, float]] = {}
         self._seq = 0
         self._held: list[tuple[float | str, tuple[float, int]]] = []   # pinned entries set aside
@@ -127,7 +128,7 @@ class PrefixCache:
             params = self._lane_params[lane] = (p, rate, 1.0 - math.exp(-rate * self.window_s))
         p, rate, within = params
         pending = p * math.exp(-rate * idle_s)
-        return pending * within / max(1.0 - p + pending, 1e-12)
+        return within * (pending / max(1.0 - p + pending, 1e-12))
 
     def _head(self, lane: float | str) -> tuple[float, int] | None:
         """The lane's evictable head: stale entries are dropped, pinned ones set aside until the request ends."""
@@ -142,14 +143,26 @@ class PrefixCache:
                 return heap[0]
         return None
 
-    def _offer(self, lane: float | str, head: tuple[float, int], now: float) -> None:
-        """WA: enter a lane's head into the per-request heap of lane heads, scored by reuse probability
-        (once per head: older offers for the lane are recognised as stale when popped)."""
-        if self._offered.get(lane) is head:
-            return
+    def _score(self, lane: float | str, head: tuple[float, int], now: float) -> tuple:
+        """WA: a lane head's entry for the per-request heap of lane heads, scored by reuse probability
+        (``_reuse_probability`` inlined: this is WA's hot path)."""
         self._offered[lane] = head
         self._seq += 1
-        heapq.heappush(self._lanes, (self._reuse_probability(lane, now - head[0]), self._seq, lane, head))
+        params = self._lane_params.get(lane)
+        if params is None:
+            self._reuse_probability(lane, 0.0)
+            params = self._lane_params[lane]
+        p, rate, within = params
+        pending = p * math.exp(rate * (head[0] - now))
+        denominator = 1.0 - p + pending
+        score = within * (pending / (denominator if denominator > 1e-12 else 1e-12))   # exact ties when p = 1
+        return score, head[0], self._seq, lane, head     # equal scores (e.g. never-reused lanes): oldest first
+
+    def _offer(self, lane: float | str, head: tuple[float, int], now: float) -> None:
+        """WA: enter a lane's head into the heap of lane heads (once per head: older offers for the lane are
+        recognised as stale when popped)."""
+        if self._offered.get(lane) is not head:
+            heapq.heappush(self._lanes, self._score(lane, head, now))
 
     def _victim(self, now: float) -> int | None:
         """Pop the lowest-priority evictable leaf (or None if nothing is evictable)."""
@@ -161,38 +174,62 @@ class PrefixCache:
                 head = self._head(lane)
                 if head is not None:
                     self._offer(lane, head, now)
-        while self._lanes:
-            _, _, lane, entry = heapq.heappop(self._lanes)
+        lanes, heaps, parent, key, children, pin, request = (self._lanes, self.heaps, self.parent, self.key,
+                                                               self.children, self.pin, self.request)
+        heappop = heapq.heappop
+        pending = None
+        if self._dirty is not None:             # the last victim's lane: its new head (maybe the victim's parent,
+            lane, self._dirty = self._dirty, None   # which _evict just made a leaf) is scored only now
             head = self._head(lane)
+            if head is not None:
+                pending = self._score(lane, head, now)
+            else:
+                self._offered.pop(lane, None)  # an empty lane has no head on offer
+        while lanes or pending is not None:
+            if pending is not None:             # often the next victim too, and then it never enters the heap
+                item = heapq.heappushpop(lanes, pending)
+                pending = None
+            else:
+                item = heappop(lanes)
+            _, _, _, lane, entry = item
+            heap = heaps[lane]
+            head = None                                        # the lane's evictable head (inlined _head)
+            while heap:
+                k, b = heap[0]
+                if b not in parent or key[b] != k or children[b]:
+                    heappop(heap)
+                elif pin.get(b) == request:
+                    self._held.append((lane, heappop(heap)))
+                else:
+                    head = heap[0]
+                    break
             if head is None:
                 continue
             if head is not entry:                              # the lane's head changed: score it afresh
                 self._offer(lane, head, now)
                 continue
-            victim = heapq.heappop(self.heaps[lane])[1]
-            nxt = self._head(lane)
-            if nxt is not None:
-                self._offer(lane, nxt, now)
-            else:
-                self._offered.pop(lane, None)          # an empty lane has no head on offer
+            heappop(heap)
+            self._dirty = lane
             self._victim_idle.append(now - entry[0])
-            return victim
+            return entry[1]
         return None
 
     def _evict(self, block: int, now: float) -> None:
         parent = self.parent.pop(block)
         del self.children[block], self.key[block]
-        self.count.pop(block, None)             # LFU forgets an evicted block's history
+        if self.count:
+            self.count.pop(block, None)         # LFU forgets an evicted block's history
         self.evictions += 1
         if parent >= 0 and parent in self.parent:
             self.children[parent] -= 1
             if self.children[parent] == 0:      # the parent is a leaf again: it competes with its own key
                 entry = (self.key[parent], parent)
                 heapq.heappush(self.heaps[self.lane[parent]], entry)
-                if self._lanes is not None and self.pin.get(parent) != self.request:
-                    offered = self._offered.get(self.lane[parent])
+                lane = self.lane[parent]
+                if self._lanes is not None and lane != self._dirty and self.pin.get(parent) != self.request:
+                    offered = self._offered.get(lane)
                     if offered is None or entry < offered:   # it is the lane's new head only if it is older
-                        self._offer(self.lane[parent], entry, now)
+                        self._offer(lane, entry, now)
 
     def access(self, blocks: np.ndarray, t: float, category: str = "", next_use: np.ndarray | None = None) -> int:
         """Serve one request's prompt: return the number of leading blocks that hit, then cache the rest
@@ -252,6 +289,7 @@ class PrefixCache:
             heapq.heappush(self.heaps[lane], entry)
         self._held.clear()
         self._lanes = None
+        self._dirty = None
         self._offered.clear()
         self._lane_params.clear()
         if len(heap) > 4 * len(parent_of) + 4096:       # drop stale entries now and then
