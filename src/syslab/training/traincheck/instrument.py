@@ -1,0 +1,351 @@
+"""Tracing a PyTorch training program without editing it: API calls as pre/post events, and the state of the
+model and optimizer summarised at API boundaries.
+
+What is traced (selective, to keep overhead low; our notes: TrainCheck proxies every variable, which is
+intrusive; hooks plus snapshots at API boundaries suffice here):
+
+* API calls: ``Optimizer.step`` (torch's global step hooks) and ``Optimizer.zero_grad``; ``Tensor.backward``
+  and ``torch.autograd.backward``; top-level ``Module.forward`` (global forward hooks, outermost call only);
+  ``Module.train`` (and so ``eval``); ``clip_grad_norm_`` / ``clip_grad_value_``; ``LRScheduler.step``;
+  ``GradScaler.step`` / ``update``; ``torch.nn.functional.dropout``; ``torch.distributed`` collectives.
+* State, at the pre and post of ``Optimizer.step``, ``zero_grad``, ``backward`` and clipping, and at each
+  top-level forward: per parameter of the traced model(s) a fingerprint of its values (a hash of its bytes:
+  exact across data-parallel ranks), whether it has a gradient, the gradient's fingerprint and whether it is
+  all zeros, ``requires_grad``, dtype, and whether an optimizer holds it; per model its ``training`` flag; per
+  optimizer its learning rates.
+
+Every event carries the process's rank and the *iteration*: it starts at 0 and advances after each
+``Optimizer.step``, or, if a step never came, at the first top-level forward after a backward (so a
+skipped step still ends an iteration).
+
+Events go to ``<dir>/trace-<pid>.jsonl`` (one JSON object per line), written when the process exits or when
+``Tracer.close`` is called. Cost: O(parameters) tensor reductions per traced boundary, a handful per
+iteration.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import json
+import math
+import os
+import weakref
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ENV_DIR = "SYSLAB_TRAINCHECK_DIR"
+
+
+def fingerprint(t: torch.Tensor) -> str:
+    """A hash of a tensor's bytes (BLAKE2b, 8 bytes): any change of any element changes it, and ranks of a
+    correct data-parallel job, which hold bitwise-equal parameters, agree. (Sums are cheaper but blind: a
+    cross-entropy bias gradient sums to zero, so its update keeps every sum.)"""
+    raw = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    return hashlib.blake2b(raw.tobytes(), digest_size=8).hexdigest()
+
+
+def _rank() -> int:
+    try:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+    except Exception:  # a half-initialised process group must not break the traced program
+        pass
+    return int(os.environ.get("RANK", "0"))
+
+
+def _summary(value: Any) -> Any:
+    """A JSON-able summary of an argument or return value."""
+    if isinstance(value, torch.Tensor):
+        out = {"tensor": list(value.shape), "dtype": str(value.dtype).replace("torch.", "")}
+        if value.numel() == 1:
+            v = float(value.detach())
+            out["value"] = v if math.isfinite(v) else str(v)
+        return out
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, list | tuple) and len(value) <= 8 and all(isinstance(v, int | float) for v in value):
+        return [_summary(v) for v in value]
+    return type(value).__name__
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel (or similar) wrapper, so names match with and without it."""
+    inner = getattr(module, "module", None)
+    return inner if isinstance(inner, torch.nn.Module) else module
+
+
+class Tracer:
+    """Collects events for one process. ``install()`` patches torch; ``close()`` writes the trace."""
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.path = Path(out_dir) / f"trace-{os.getpid()}.jsonl"
+        self.events: list[dict] = []
+        self.iteration = 0
+        self._backward_since_boundary = False
+        self._seq = 0
+        self._call = 0
+        self._depth = 0
+        self._models: weakref.WeakValueDictionary[int, torch.nn.Module] = weakref.WeakValueDictionary()
+        self._optimizers: weakref.WeakValueDictionary[int, torch.optim.Optimizer] = weakref.WeakValueDictionary()
+        self._undo: list = []
+        self._closed = False
+        self._busy = False                      # no tracing of the tracer's own torch calls
+        self._inside = 0                        # only the outermost traced API call is recorded
+
+    # --- events -------------------------------------------------------------------------------------------
+    def emit(self, kind: str, **fields: Any) -> None:
+        self._seq += 1
+        self.events.append({"kind": kind, "seq": self._seq, "iter": self.iteration, "rank": _rank(), **fields})
+
+    def api(self, name: str, phase: str, call: int, **fields: Any) -> None:
+        self.emit("api", api=name, phase=phase, call=call, **fields)
+
+    def snapshot(self, api: str, phase: str, call: int) -> None:
+        """Summarise every traced model's parameters, modes and every optimizer's learning rates."""
+        held = {id(p) for opt in self._optimizers.values() for g in opt.param_groups for p in g["params"]}
+        named: dict[int, str] = {}
+        for model in list(self._models.values()):
+            root = type(model).__name__
+            self.emit("var", vtype="module", var=f"{root}", api=api, phase=phase, call=call,
+                      attrs={"training": bool(model.training)})
+            for name, p in model.named_parameters():
+                named[id(p)] = f"{root}.{name}"
+                self._param(f"{root}.{name}", p, id(p) in held, api, phase, call)
+        for i, opt in enumerate(self._optimizers.values()):
+            for g, group in enumerate(opt.param_groups):
+                self.emit("var", vtype="optimizer", var=f"{type(opt).__name__}{i}.group{g}", api=api, phase=phase,
+                          call=call, attrs={"lr": float(group.get("lr", 0.0)), "params": len(group["params"])})
+                for j, p in enumerate(group["params"]):
+                    if id(p) not in named:                     # held by an optimizer but in no traced model
+                        self._param(f"{type(opt).__name__}{i}.group{g}.param{j}", p, True, api, phase, call)
+
+    def _param(self, name: str, p: torch.Tensor, in_optimizer: bool, api: str, phase: str, call: int) -> None:
+        attrs = {"value": fingerprint(p), "requires_grad": bool(p.requires_grad),
+                 "dtype": str(p.dtype).replace("torch.", ""), "in_optimizer": in_optimizer,
+                 "has_grad": p.grad is not None}
+        if p.grad is not None:
+            attrs["grad"] = fingerprint(p.grad)
+            attrs["grad_zero"] = not bool(p.grad.detach().any())
+        self.emit("var", vtype="param", var=name, api=api, phase=phase, call=call, attrs=attrs)
+
+    # --- the wrappers ----------------------------------------------------------------------------------------
+    def _traced(self, name: str, snapshot: bool = False, args_of=None, ret_of=None, materialise: bool = False):
+        """A decorator factory: pre/post events (and state snapshots) around a function. ``materialise`` turns a
+        one-shot iterable first argument (``model.parameters()``) into a list, so that summarising the
+        arguments never consumes what the function is given."""
+        def wrap(fn):
+            @functools.wraps(fn)
+            def inner(*args, **kwargs):
+                if self._busy or self._closed or self._inside:
+                    return fn(*args, **kwargs)
+                if materialise and args and not isinstance(args[0], torch.Tensor):
+                    args = (list(args[0]), *args[1:])
+                self._busy = True
+                try:
+                    self._call += 1
+                    call = self._call
+                    self.api(name, "pre", call, args=args_of(*args, **kwargs) if args_of else {})
+                    if snapshot:
+                        self.snapshot(name, "pre", call)
+                finally:
+                    self._busy = False
+                self._inside += 1
+                try:
+                    out = fn(*args, **kwargs)
+                finally:
+                    self._inside -= 1
+                self._busy = True
+                try:
+                    if snapshot:
+                        self.snapshot(name, "post", call)
+                    self.api(name, "post", call, ret=ret_of(out) if ret_of else _summary(out))
+                    self._after(name)
+                finally:
+                    self._busy = False
+                return out
+            inner.__syslab_traced__ = True
+            return inner
+        return wrap
+
+    def _after(self, name: str) -> None:
+        if name == "Tensor.backward" or name == "autograd.backward":
+            self._backward_since_boundary = True
+
+    def _patch(self, owner: Any, attr: str, wrapper) -> None:
+        original = getattr(owner, attr)
+        if getattr(original, "__syslab_traced__", False):
+            return
+        setattr(owner, attr, wrapper(original))
+        self._undo.append((owner, attr, original))
+
+    def install(self) -> Tracer:
+        import torch.nn.functional as F
+        import torch.nn.modules.module as module_hooks
+        import torch.optim.lr_scheduler as sched
+        import torch.optim.optimizer as optim_hooks
+
+        # optimizer step: torch's global hooks see every optimizer class
+        def step_pre(opt, args, kwargs):
+            if self._busy:
+                return
+            self._busy = True
+            try:
+                self._optimizers[id(opt)] = opt
+                self._call += 1
+                opt.__syslab_call__ = self._call
+                self.api("Optimizer.step", "pre", self._call, args={"optimizer": type(opt).__name__})
+                self.snapshot("Optimizer.step", "pre", self._call)
+            finally:
+                self._busy = False
+
+        def step_post(opt, args, kwargs):
+            if self._busy:
+                return
+            self._busy = True
+            try:
+                call = getattr(opt, "__syslab_call__", self._call)
+                self.snapshot("Optimizer.step", "post", call)
+                self.api("Optimizer.step", "post", call, ret=None)
+                self.iteration += 1                         # an optimizer step ends the iteration
+                self._backward_since_boundary = False
+            finally:
+                self._busy = False
+
+        self._undo.append(optim_hooks.register_optimizer_step_pre_hook(step_pre))
+        self._undo.append(optim_hooks.register_optimizer_step_post_hook(step_post))
+
+        def track_optimizer(fn):
+            @functools.wraps(fn)
+            def init(opt, *args, **kwargs):
+                fn(opt, *args, **kwargs)
+                self._optimizers[id(opt)] = opt
+            init.__syslab_traced__ = True
+            return init
+
+        self._patch(torch.optim.Optimizer, "__init__", track_optimizer)
+        self._patch(torch.optim.Optimizer, "zero_grad", self._traced(
+            "Optimizer.zero_grad", snapshot=True, args_of=lambda opt, set_to_none=True: {
+                "optimizer": type(opt).__name__, "set_to_none": bool(set_to_none)}))
+        self._patch(torch.Tensor, "backward", self._traced(
+            "Tensor.backward", snapshot=True, args_of=lambda t, *a, **k: {"loss": _summary(t)}))
+        self._patch(torch.autograd, "backward", self._traced("autograd.backward", snapshot=True))
+        for owner in (torch.nn.utils, torch.nn.utils.clip_grad):
+            for fn in ("clip_grad_norm_", "clip_grad_value_"):
+                if hasattr(owner, fn):
+                    self._patch(owner, fn, self._traced(f"nn.utils.{fn}", snapshot=True,
+                                                        args_of=_clip_args, materialise=True))
+        self._patch(torch.nn.Module, "train", self._traced(
+            "Module.train", args_of=lambda m, mode=True: {"module": type(m).__name__, "mode": bool(mode)},
+            ret_of=lambda out: None))
+        self._patch(sched.LRScheduler, "step", self._traced(
+            "LRScheduler.step", args_of=lambda s, *a, **k: {"scheduler": type(s).__name__},
+            ret_of=lambda out: None))
+        self._patch(F, "dropout", self._traced(
+            "functional.dropout", args_of=lambda x, p=0.5, training=True, inplace=False: {
+                "p": float(p), "training": bool(training)}, ret_of=lambda out: None))
+        try:
+            from torch.amp import GradScaler
+            self._patch(GradScaler, "step", self._traced("GradScaler.step", ret_of=_summary))
+            self._patch(GradScaler, "update", self._traced("GradScaler.update", ret_of=lambda out: None))
+        except ImportError:  # pragma: no cover
+            pass
+        import torch.distributed as dist
+        if dist.is_available():
+            for fn in ("all_reduce", "broadcast", "barrier", "all_gather", "reduce_scatter"):
+                if hasattr(dist, fn):
+                    self._patch(dist, fn, self._traced(f"distributed.{fn}", args_of=lambda *a, **k: {},
+                                                       ret_of=lambda out: None))
+
+        # the outermost forward of any module is a model being run
+        def fwd_pre(module, args):
+            if self._busy:
+                return
+            self._depth += 1
+            if self._depth != 1:
+                return
+            self._busy = True
+            try:
+                if self._backward_since_boundary:           # a new forward after a backward with no step
+                    self.iteration += 1
+                    self._backward_since_boundary = False
+                model = _unwrap(module)
+                self._models[id(model)] = model
+                self._call += 1
+                first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+                self.api("Module.forward", "pre", self._call,
+                         args={"module": type(model).__name__, "training": bool(model.training),
+                               "input": fingerprint(first) if first is not None else None})
+                self.snapshot("Module.forward", "pre", self._call)
+                module.__syslab_call__ = self._call
+            finally:
+                self._busy = False
+
+        def fwd_post(module, args, output):
+            if self._busy:
+                return
+            self._depth -= 1
+            if self._depth != 0:
+                return
+            self._busy = True
+            try:
+                self.api("Module.forward", "post", getattr(module, "__syslab_call__", self._call),
+                         ret=_summary(output))
+            finally:
+                self._busy = False
+
+        self._undo.append(module_hooks.register_module_forward_pre_hook(fwd_pre))
+        self._undo.append(module_hooks.register_module_forward_hook(fwd_post))
+        return self
+
+    def uninstall(self) -> None:
+        for item in reversed(self._undo):
+            if isinstance(item, tuple):
+                owner, attr, original = item
+                setattr(owner, attr, original)
+            else:
+                item.remove()
+        self._undo.clear()
+
+    def close(self) -> Path:
+        """Uninstall and write the trace (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self.uninstall()
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("w") as f:
+                for e in self.events:
+                    f.write(json.dumps(e, separators=(",", ":")) + "\n")
+        return self.path
+
+
+def _clip_args(parameters, *args, **kwargs) -> dict:
+    params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+    return {"params": len(params), "with_grad": sum(p.grad is not None for p in params)}
+
+
+_ACTIVE: Tracer | None = None
+
+
+def start(out_dir: str | Path) -> Tracer:
+    """Start tracing this process into ``out_dir`` (and write the trace at exit)."""
+    global _ACTIVE
+    if _ACTIVE is None:
+        _ACTIVE = Tracer(out_dir).install()
+        atexit.register(_ACTIVE.close)
+    return _ACTIVE
+
+
+def stop() -> Path | None:
+    global _ACTIVE
+    if _ACTIVE is None:
+        return None
+    path = _ACTIVE.close()
+    _ACTIVE = None
+    return path

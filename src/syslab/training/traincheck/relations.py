@@ -1,0 +1,449 @@
+"""Relation templates, invariant inference with preconditions, and checking, over traces of training runs.
+
+Every template turns a trace into *examples*: for one hypothesis (a key such as ``("cover",
+"Optimizer.zero_grad", "Tensor.backward")``), one occurrence that either satisfies it or not, with the
+*properties* of that occurrence (the call's scalar arguments, the variable's attributes, whether it is the
+first or last iteration). Inference pools the examples of the clean reference runs: a hypothesis with at
+least two positive examples becomes an invariant if no example is negative, or if a precondition (a
+conjunction of ``property == value`` clauses true in every positive example) excludes every negative one.
+Checking replays the same templates on a new trace and reports each invariant's first applicable negative
+example as a violation.
+
+Templates (TrainCheck's, in the forms our traces support):
+
+* ``cover`` A -> B: every call of B in an iteration comes after some call of A in that iteration;
+  ``lead`` A -> B: every call of A is followed by some call of B in its iteration (APISequence/Lead/Cover).
+* ``changes`` / ``keeps`` (API, attribute): the call changes (or leaves unchanged) that attribute of each
+  parameter between its pre and post snapshots (EventContain).
+* ``const`` (variable type, attribute, value): the attribute always has that value (Consistent over time).
+* ``ranks_equal`` (attribute): a parameter's attribute is equal across ranks at the same point
+  (Consistent across ranks); ``distinct_iters`` / ``distinct_ranks``: the model's input differs from one
+  iteration to the next, and across ranks (DistinctArgument).
+* ``positive`` / ``finite`` (API, field): a numeric argument or result stays above zero / finite (APIArg,
+  APIOutput, Threshold).
+
+Precondition search is greedy set cover over the candidate clauses (our simplification of TrainCheck's
+recursive search, which may also split into disjunctions; we keep conjunctions only). Cost: linear in the
+number of examples, which is about (calls x APIs) + (snapshots) per trace.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syslab.core.errors import InputError
+
+MIN_POSITIVES = 2      # TrainCheck's POSITIVE_EXAMPLES_THRESHOLD
+STATE_APIS = ("Optimizer.step", "Optimizer.zero_grad", "Tensor.backward", "autograd.backward",
+              "nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_")
+PARAM_PROPS = ("requires_grad", "has_grad", "in_optimizer", "dtype", "grad_zero")
+CHANGE_ATTRS = ("value", "grad", "has_grad")
+CONST_ATTRS = ("requires_grad", "dtype", "in_optimizer")
+# the values a ``const`` hypothesis may name (each example is tested against all of them, so that a run with
+# a value the references never had still meets the references' invariant)
+CONST_VALUES = {"requires_grad": (True, False), "in_optimizer": (True, False),
+                "dtype": ("float32", "float64", "float16", "bfloat16")}
+
+# ---------------------------------------------------------------------------------------------------------
+# A run, read from its per-process traces
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    api: str
+    rank: int
+    iter: int
+    seq: int
+    args: dict
+    ret: Any = None
+    pre: dict[str, tuple[str, dict]] = field(default_factory=dict)     # var -> (vtype, attrs)
+    post: dict[str, tuple[str, dict]] = field(default_factory=dict)
+    followed_by_backward: bool = False
+
+    def scalar_args(self) -> dict[str, Any]:
+        return {f"arg.{k}": v for k, v in self.args.items() if isinstance(v, bool | int | str)}
+
+
+@dataclass
+class Run:
+    """One training run: its API calls per rank in order, with the state snapshots taken around them."""
+
+    calls: list[Call]
+    source: str = ""
+
+    @property
+    def ranks(self) -> list[int]:
+        return sorted({c.rank for c in self.calls})
+
+    def last_iter(self, rank: int) -> int:
+        return max((c.iter for c in self.calls if c.rank == rank), default=0)
+
+    @classmethod
+    def load(cls, paths: list[Path] | Path) -> Run:
+        """From a trace directory or a list of ``trace-*.jsonl`` files."""
+        if isinstance(paths, Path | str):
+            root = Path(paths)
+            files = sorted(root.glob("trace-*.jsonl")) if root.is_dir() else [root]
+            source = str(root)
+        else:
+            files, source = list(paths), ", ".join(str(p) for p in paths)
+        if not files:
+            raise InputError("no trace files.", file=source, fix="collect a trace first (syslab traincheck learn).")
+        calls: list[Call] = []
+        for path in files:
+            calls += _read_process(Path(path))
+        calls.sort(key=lambda c: (c.rank, c.seq))
+        _mark_training_forwards(calls)
+        return cls(calls, source)
+
+
+def _read_process(path: Path) -> list[Call]:
+    open_calls: dict[int, Call] = {}
+    done: list[Call] = []
+    with path.open() as f:
+        for n, line in enumerate(f, 1):
+            try:
+                e = json.loads(line)
+                kind = e["kind"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise InputError(f"line {n} is not a trace event ({err}).", file=path, field=f"line {n}",
+                                 fix="use traces written by syslab traincheck.") from err
+            if kind == "api" and e["phase"] == "pre":
+                # distinct processes may share call numbers; a trace file is one process
+                open_calls[e["call"]] = Call(e["api"], e["rank"], e["iter"], e["seq"], e.get("args") or {})
+            elif kind == "api" and e["phase"] == "post" and e["call"] in open_calls:
+                c = open_calls.pop(e["call"])
+                c.ret = e.get("ret")
+                done.append(c)
+            elif kind == "var" and e.get("call") in open_calls:
+                target = open_calls[e["call"]].pre if e["phase"] == "pre" else open_calls[e["call"]].post
+                target[e["var"]] = (e["vtype"], e["attrs"])
+    done += open_calls.values()                                 # calls the process never returned from
+    return done
+
+
+def _mark_training_forwards(calls: list[Call]) -> None:
+    """A forward is a training forward if a backward follows it in its iteration (validation ones don't)."""
+    backward_at: dict[tuple[int, int], int] = {}
+    for c in calls:
+        if c.api in ("Tensor.backward", "autograd.backward"):
+            backward_at[(c.rank, c.iter)] = max(backward_at.get((c.rank, c.iter), -1), c.seq)
+    for c in calls:
+        if c.api == "Module.forward":
+            c.followed_by_backward = backward_at.get((c.rank, c.iter), -1) > c.seq
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Templates -> examples
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    key: tuple
+    ok: bool
+    props: dict[str, Any]
+    rank: int
+    iter: int
+    subject: str           # the API or variable the example is about
+    evidence: str = ""
+
+
+def _iter_props(run: Run, c: Call) -> dict[str, Any]:
+    return {"first_iter": c.iter == 0, "last_iter": c.iter == run.last_iter(c.rank)}
+
+
+def sequence_examples(run: Run) -> Iterator[Example]:
+    apis = sorted({c.api for c in run.calls})
+    by_iter: dict[tuple[int, int], list[Call]] = defaultdict(list)
+    for c in run.calls:
+        by_iter[(c.rank, c.iter)].append(c)
+    for calls in by_iter.values():
+        seen_before: set[str] = set()
+        firsts: dict[str, int] = {}
+        lasts: dict[str, int] = {}
+        for i, c in enumerate(calls):
+            firsts.setdefault(c.api, i)
+            lasts[c.api] = i
+        for i, c in enumerate(calls):
+            props = {**_iter_props(run, c), **c.scalar_args()}
+            if c.api == "Module.forward":
+                props["training_forward"] = c.followed_by_backward
+            for a in apis:
+                if a == c.api:
+                    continue
+                yield Example(("cover", a, c.api), a in seen_before, props, c.rank, c.iter, c.api,
+                              f"{c.api} with no {a} before it in the iteration")
+                yield Example(("lead", c.api, a), lasts.get(a, -1) > i, props, c.rank, c.iter, c.api,
+                              f"{c.api} with no {a} after it in the iteration")
+            seen_before.add(c.api)
+
+
+def _param_props(attrs: dict) -> dict[str, Any]:
+    return {f"var.{k}": attrs.get(k) for k in PARAM_PROPS if k in attrs}
+
+
+def _lr_positive(c: Call) -> bool | None:
+    lrs = [a["lr"] for vtype, a in c.pre.values() if vtype == "optimizer"]
+    return all(lr > 0 for lr in lrs) if lrs else None
+
+
+def change_examples(run: Run) -> Iterator[Example]:
+    for c in run.calls:
+        if c.api not in STATE_APIS or not c.post:
+            continue
+        base = {**_iter_props(run, c), **c.scalar_args()}
+        lr = _lr_positive(c)
+        if lr is not None:
+            base["lr_positive"] = lr
+        for var, (vtype, before) in c.pre.items():
+            if vtype != "param" or var not in c.post:
+                continue
+            after = c.post[var][1]
+            props = {**base, **_param_props(before)}
+            for attr in CHANGE_ATTRS:
+                changed = before.get(attr) != after.get(attr)
+                what = f"{var}.{attr}: {before.get(attr)} -> {after.get(attr)}"
+                yield Example(("changes", c.api, attr), changed, props, c.rank, c.iter, var, f"unchanged {what}")
+                yield Example(("keeps", c.api, attr), not changed, props, c.rank, c.iter, var, f"changed {what}")
+
+
+def const_examples(run: Run) -> Iterator[Example]:
+    for c in run.calls:
+        if c.api == "Optimizer.step":
+            for var, (vtype, attrs) in c.pre.items():
+                if vtype != "param":
+                    continue
+                props = {**_iter_props(run, c), **_param_props(attrs)}
+                for attr in CONST_ATTRS:
+                    values = CONST_VALUES[attr]
+                    for value in values if attrs.get(attr) in values else (*values, attrs.get(attr)):
+                        yield Example(("const", "param", attr, value), attrs.get(attr) == value,
+                                      {k: v for k, v in props.items() if k != f"var.{attr}"}, c.rank, c.iter, var,
+                                      f"{var}.{attr} = {attrs.get(attr)}")
+        if c.api == "Module.forward":
+            for var, (vtype, attrs) in c.pre.items():
+                if vtype == "module":
+                    props = {**_iter_props(run, c), "training_forward": c.followed_by_backward}
+                    for value in (True, False):
+                        yield Example(("const", "module", "training", value), attrs["training"] == value, props,
+                                      c.rank, c.iter, var, f"{var}.training = {attrs['training']}")
+
+
+def rank_examples(run: Run) -> Iterator[Example]:
+    if len(run.ranks) < 2:
+        return
+    for api, phase, attr in (("Optimizer.step", "post", "value"), ("Optimizer.step", "pre", "grad")):
+        groups: dict[tuple, dict[int, dict]] = defaultdict(dict)
+        count: dict[tuple, int] = defaultdict(int)
+        for c in run.calls:
+            if c.api != api:
+                continue
+            count[(c.rank, c.iter)] += 1
+            snap = c.post if phase == "post" else c.pre
+            for var, (vtype, attrs) in snap.items():
+                if vtype == "param":
+                    groups[(var, c.iter, count[(c.rank, c.iter)])][c.rank] = attrs
+        for (var, it, _), per_rank in groups.items():
+            if len(per_rank) < 2:
+                continue
+            values = {r: a.get(attr) for r, a in per_rank.items()}
+            first = per_rank[min(per_rank)]
+            yield Example(("ranks_equal", f"{api}.{phase}", attr), len(set(values.values())) == 1,
+                          {"first_iter": it == 0, **_param_props(first)}, min(per_rank), it, var,
+                          f"{var}.{attr} differs across ranks: " + ", ".join(f"rank {r}: {v}" for r, v in
+                                                                             sorted(values.items())))
+
+
+def distinct_examples(run: Run) -> Iterator[Example]:
+    forwards = [c for c in run.calls if c.api == "Module.forward" and c.followed_by_backward
+                and c.args.get("input") is not None]
+    last: dict[int, Call] = {}
+    for c in forwards:
+        prev = last.get(c.rank)
+        if prev is not None and prev.iter != c.iter:
+            yield Example(("distinct_iters", "Module.forward", "input"), c.args["input"] != prev.args["input"],
+                          _iter_props(run, c), c.rank, c.iter, "Module.forward",
+                          f"same input as iteration {prev.iter}: {c.args['input']}")
+        last[c.rank] = c
+    if len(run.ranks) > 1:
+        by_iter: dict[int, dict[int, str]] = defaultdict(dict)
+        for c in forwards:
+            by_iter[c.iter].setdefault(c.rank, c.args["input"])
+        for it, inputs in by_iter.items():
+            if len(inputs) > 1:
+                yield Example(("distinct_ranks", "Module.forward", "input"),
+                              len(set(inputs.values())) == len(inputs), {"first_iter": it == 0}, min(inputs), it,
+                              "Module.forward", "ranks got the same input: " + str(sorted(inputs)))
+
+
+def _numbers(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
+    if isinstance(value, dict):
+        if isinstance(value.get("value"), int | float | str) and "tensor" in value:
+            v = value["value"]
+            yield prefix, float(v) if not isinstance(v, str) else float(v.replace("inf", "inf"))
+        else:
+            for k, v in value.items():
+                if k != "tensor":
+                    yield from _numbers(f"{prefix}.{k}", v)
+    elif isinstance(value, float | int) and not isinstance(value, bool):
+        yield prefix, float(value)
+
+
+def threshold_examples(run: Run) -> Iterator[Example]:
+    for c in run.calls:
+        props = {**_iter_props(run, c), **c.scalar_args()}
+        fields = list(_numbers("args", c.args)) + list(_numbers("ret", c.ret))
+        if c.api == "Optimizer.step":
+            fields += [("lr", a["lr"]) for vtype, a in c.pre.values() if vtype == "optimizer"]
+        for name, v in fields:
+            finite = v == v and abs(v) != float("inf")
+            yield Example(("finite", c.api, name), finite, props, c.rank, c.iter, c.api, f"{name} = {v}")
+            yield Example(("positive", c.api, name), v > 0, props, c.rank, c.iter, c.api, f"{name} = {v}")
+
+
+TEMPLATES = (sequence_examples, change_examples, const_examples, rank_examples, distinct_examples,
+             threshold_examples)
+
+
+def examples(run: Run) -> Iterator[Example]:
+    for template in TEMPLATES:
+        yield from template(run)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inference and checking
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Invariant:
+    key: tuple
+    precondition: list[tuple[str, Any]]
+    positives: int
+    negatives: int
+
+    def applies(self, props: dict[str, Any]) -> bool:
+        return all(props.get(k) == v for k, v in self.precondition)
+
+    @property
+    def text(self) -> str:
+        k = self.key
+        body = {
+            "cover": lambda: f"every {k[2]} comes after a {k[1]} in its iteration",
+            "lead": lambda: f"every {k[1]} is followed by a {k[2]} in its iteration",
+            "changes": lambda: f"{k[1]} changes each parameter's {k[2]}",
+            "keeps": lambda: f"{k[1]} leaves each parameter's {k[2]} unchanged",
+            "const": lambda: f"every {k[1]}'s {k[2]} is {k[3]}",
+            "ranks_equal": lambda: f"each parameter's {k[2]} is equal across ranks at {k[1]}",
+            "distinct_iters": lambda: "the model's input differs from one iteration to the next",
+            "distinct_ranks": lambda: "the model's input differs across ranks",
+            "finite": lambda: f"{k[1]}'s {k[2]} is finite",
+            "positive": lambda: f"{k[1]}'s {k[2]} is above zero",
+        }[k[0]]()
+        if self.precondition:
+            body += " when " + " and ".join(f"{p} = {v}" for p, v in self.precondition)
+        return body
+
+    def to_dict(self) -> dict:
+        return {"relation": self.key[0], "key": list(self.key), "precondition": [list(c) for c in self.precondition],
+                "positives": self.positives, "negatives": self.negatives, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Invariant:
+        return cls(tuple(d["key"]), [tuple(c) for c in d["precondition"]], int(d["positives"]),
+                   int(d.get("negatives", 0)))
+
+
+def precondition(positives: list[Example], negatives: list[Example]) -> list[tuple[str, Any]] | None:
+    """The clauses (true in every positive) that exclude every negative, chosen greedily; None if none do."""
+    if not negatives:
+        return []
+    common = {(k, v) for k, v in positives[0].props.items() if isinstance(v, bool | int | str | None)}
+    for e in positives[1:]:
+        common &= {(k, v) for k, v in e.props.items() if isinstance(v, bool | int | str | None)}
+    remaining, chosen = negatives, []
+    while remaining:
+        scored = [(sum(n.props.get(k) != v for n in remaining), k, v) for k, v in common]
+        scored = [s for s in scored if s[0] > 0]
+        if not scored:
+            return None
+        _, k, v = max(scored, key=lambda s: (s[0], -len(s[1]), str(s[1])))
+        chosen.append((k, v))
+        remaining = [n for n in remaining if n.props.get(k) == v]
+    return sorted(chosen, key=lambda c: str(c[0]))
+
+
+def infer(runs: list[Run], min_positives: int = MIN_POSITIVES) -> list[Invariant]:
+    """Invariants that hold (under their preconditions) in every reference run."""
+    pos: dict[tuple, list[Example]] = defaultdict(list)
+    neg: dict[tuple, list[Example]] = defaultdict(list)
+    for run in runs:
+        for e in examples(run):
+            (pos if e.ok else neg)[e.key].append(e)
+    out = []
+    for key, p in pos.items():
+        if len(p) < min_positives:
+            continue
+        pre = precondition(p, neg.get(key, []))
+        if pre is not None:
+            out.append(Invariant(key, pre, len(p), len(neg.get(key, []))))
+    return sorted(out, key=lambda i: [str(x) for x in i.key])
+
+
+@dataclass
+class Violation:
+    invariant: Invariant
+    rank: int
+    iter: int
+    subject: str
+    evidence: str
+
+    def to_dict(self) -> dict:
+        return {"invariant": self.invariant.text, "relation": self.invariant.key[0], "rank": self.rank,
+                "iteration": self.iter, "subject": self.subject, "evidence": self.evidence}
+
+
+def check(run: Run, invariants: list[Invariant]) -> list[Violation]:
+    """Each invariant's first violation in ``run`` (earliest iteration), ordered by iteration."""
+    by_key: dict[tuple, list[Invariant]] = defaultdict(list)
+    for inv in invariants:
+        by_key[inv.key].append(inv)
+    first: dict[int, Violation] = {}
+    for e in examples(run):
+        if e.ok or e.key not in by_key:
+            continue
+        for inv in by_key[e.key]:
+            if inv.applies(e.props):
+                v = first.get(id(inv))
+                if v is None or (e.iter, e.rank) < (v.iter, v.rank):
+                    first[id(inv)] = Violation(inv, e.rank, e.iter, e.subject, e.evidence)
+    return sorted(first.values(), key=lambda v: (v.iter, v.rank, v.invariant.text))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------------
+
+
+def save(invariants: list[Invariant], path: Path, references: list[str]) -> None:
+    path.write_text(json.dumps({"format": "syslab-traincheck-invariants/1", "references": references,
+                                "invariants": [i.to_dict() for i in invariants]}, indent=1) + "\n")
+
+
+def load(path: Path) -> list[Invariant]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found.", file=path, fix="write one with syslab traincheck learn --out FILE.")
+    try:
+        data = json.loads(path.read_text())
+        return [Invariant.from_dict(d) for d in data["invariants"]]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise InputError(f"not an invariants file ({e.__class__.__name__}: {e}).", file=path, field="invariants",
+                         fix="use a file written by syslab traincheck learn.") from e
