@@ -1,0 +1,69 @@
+"""The Python API: the same learn / check / show as the CLI, for scripts and notebooks."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from syslab.core.errors import InputError
+from syslab.training.traincheck import relations as R
+from syslab.training.traincheck.collect import collect
+
+
+def _runs(commands: list[list[str]], traces: list[str | Path], timeout_s: float | None) -> list[R.Run]:
+    runs = [R.Run.load(Path(t)) for t in traces]
+    for command in commands:
+        with tempfile.TemporaryDirectory(prefix="syslab-traincheck-") as tmp:
+            collect(command, tmp, timeout_s)
+            runs.append(R.Run.load(Path(tmp)))
+    return runs
+
+
+def learn(commands: list[list[str]] = (), traces: list[str | Path] = (), out: str | Path | None = None,
+          timeout_s: float | None = None) -> list[R.Invariant]:
+    """Infer invariants from clean runs: run each command traced (and/or read trace directories)."""
+    if not commands and not traces:
+        raise InputError("no clean run to learn from.", field="COMMAND / --trace",
+                         fix="give a command after -- or a trace directory with --trace.")
+    runs = _runs(list(commands), list(traces), timeout_s)
+    invariants = R.infer(runs)
+    if out is not None:
+        R.save(invariants, Path(out), [r.source or "command" for r in runs] + [" ".join(c) for c in commands])
+    return invariants
+
+
+def check(invariants: list[R.Invariant] | str | Path, command: list[str] | None = None,
+          trace: str | Path | None = None, timeout_s: float | None = None) -> list[R.Violation]:
+    """Check a run (a command to trace, or a trace directory) against invariants; the violations, earliest first."""
+    if command is None and trace is None:
+        raise InputError("no run to check.", field="COMMAND / --trace",
+                         fix="give a command after -- or a trace directory with --trace.")
+    invs = R.load(Path(invariants)) if isinstance(invariants, str | Path) else invariants
+    run = _runs([command] if command else [], [trace] if trace else [], timeout_s)[0]
+    return R.check(run, invs)
+
+
+@contextlib.contextmanager
+def tracing(out_dir: str | Path | None = None) -> Iterator[dict]:
+    """Trace the training code run inside the ``with`` block, in this process. On exit, ``box["run"]`` holds
+    the loaded ``Run`` (check it with ``relations.check``)::
+
+        with tracing() as box:
+            train(model, steps=10)
+        violations = relations.check(box["run"], invariants)
+    """
+    from syslab.training.traincheck.instrument import Tracer
+
+    tmp = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="syslab-traincheck-"))
+    tracer = Tracer(tmp).install()
+    box: dict = {}
+    try:
+        yield box
+    finally:
+        path = tracer.close()
+        box["run"] = R.Run.load([path])
+        if out_dir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
