@@ -33,6 +33,9 @@ kvcache_app = typer.Typer(help="Prefix KV-cache replay and characterisation of a
                           no_args_is_help=True)
 llmstation_app = typer.Typer(help="LLMStation: co-serve and fine-tune a tiny model on your own request trace (torch).",
                              no_args_is_help=True)
+traincheck_app = typer.Typer(help="TrainCheck: learn invariants from clean training runs, catch silent errors in new "
+                                  "ones (torch). Put the training command after --.", no_args_is_help=True)
+app.add_typer(traincheck_app, name="traincheck")
 app.add_typer(data_app, name="data")
 app.add_typer(llmstation_app, name="llmstation")
 app.add_typer(stragglers_app, name="stragglers")
@@ -446,6 +449,92 @@ def llmstation_compare(
     for r in cmp.runs:
         table.add_row(r.policy, r.knob, f"{r.ft_throughput:.2f}", f"{r.p99_ttft() * 1e3:.0f}",
                       f"{r.p99_tpot() * 1e3:.1f}", "yes" if cmp.slo.met(r) else "no")
+    out.print(table)
+
+
+def _need_torch() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise InputError("this tool traces PyTorch programs and needs torch.", field="torch",
+                         fix="pip install 'syslab[torch]'.")
+
+
+CommandArg = Annotated[list[str] | None, typer.Argument(help="the training command, after --", show_default=False)]
+
+
+@traincheck_app.command("collect")
+def traincheck_collect(out_dir: Annotated[Path, typer.Option("--out", help="directory for the trace files")],
+                       command: CommandArg = None) -> None:
+    """Run a training command traced (unedited) and keep its per-process traces."""
+    from syslab.training.traincheck.collect import collect
+
+    _need_torch()
+    with err.status("running the command traced"):
+        files = collect(command or [], out_dir)
+    out.print(f"{len(files)} trace file(s) in {out_dir}")
+
+
+@traincheck_app.command("learn")
+def traincheck_learn(out_file: Annotated[Path, typer.Option("--out", help="invariants file to write (JSON)")],
+                     trace: Annotated[list[Path] | None, typer.Option(help="a trace directory of another clean "
+                                                                      "run (repeatable)")] = None,
+                     command: CommandArg = None) -> None:
+    """Infer invariants from clean runs: the command after -- (run traced) and/or --trace directories."""
+    from syslab.training.traincheck import api
+
+    _need_torch()
+    with err.status("tracing and inferring"):
+        invariants = api.learn([command] if command else [], trace or [], out_file)
+    out.print(f"{len(invariants)} invariants -> {out_file}")
+
+
+@traincheck_app.command("check")
+def traincheck_check(invariants: Annotated[Path, typer.Option(help="invariants file from learn")],
+                     trace: Annotated[Path | None, typer.Option(help="check this trace directory instead of "
+                                                                "running a command")] = None,
+                     every: Annotated[int, typer.Option(help="snapshot state only every N-th iteration (less "
+                                                           "overhead; state violations may surface up to N-1 "
+                                                           "iterations late)")] = 1,
+                     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+                     command: CommandArg = None) -> None:
+    """Check a run against invariants: exit 1 and print the violations if any, exit 0 if clean."""
+    from syslab.training.traincheck import api
+    from syslab.training.traincheck import relations as R
+
+    _need_torch()
+    if every < 1:
+        raise InputError(f"must be at least 1, got {every}.", field="--every", fix="e.g. --every 10.")
+    invs = R.load(invariants)
+    with err.status("tracing and checking"):
+        violations = api.check(invs, command or None, trace, every=every)
+    if as_json:
+        _print_json({"invariants": len(invs), "violations": [v.to_dict() for v in violations]})
+    elif violations:
+        table = Table("iteration", "rank", "invariant", "evidence",
+                      title=f"{len(violations)} of {len(invs)} invariants violated (earliest first)")
+        for v in violations:
+            table.add_row(str(v.iter), str(v.rank), v.invariant.text, v.evidence)
+        out.print(table)
+    else:
+        out.print(f"clean: no violation of {len(invs)} invariants")
+    if violations:
+        raise typer.Exit(1)
+
+
+@traincheck_app.command("show")
+def traincheck_show(invariants: Annotated[Path, typer.Argument(help="invariants file")],
+                    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """List the invariants in a file, with their preconditions and support."""
+    from syslab.training.traincheck import relations as R
+
+    invs = R.load(invariants)
+    if as_json:
+        _print_json([i.to_dict() for i in invs])
+        return
+    table = Table("template", "invariant", "positive examples", title=f"{len(invs)} invariants in {invariants}")
+    for i in invs:
+        table.add_row(i.key[0], i.text, str(i.positives))
     out.print(table)
 
 

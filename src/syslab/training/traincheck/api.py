@@ -13,13 +13,32 @@ from syslab.training.traincheck import relations as R
 from syslab.training.traincheck.collect import collect
 
 
-def _runs(commands: list[list[str]], traces: list[str | Path], timeout_s: float | None) -> list[R.Run]:
+def _runs(commands: list[list[str]], traces: list[str | Path], timeout_s: float | None,
+          tracer_env: dict[str, str] | None = None) -> list[R.Run]:
     runs = [R.Run.load(Path(t)) for t in traces]
     for command in commands:
         with tempfile.TemporaryDirectory(prefix="syslab-traincheck-") as tmp:
-            collect(command, tmp, timeout_s)
+            collect(command, tmp, timeout_s, tracer_env)
             runs.append(R.Run.load(Path(tmp)))
     return runs
+
+
+def selection(invariants: list[R.Invariant], every: int = 1) -> dict[str, str]:
+    """The tracer settings a check needs: parameter snapshots only around the APIs the invariants read
+    (selective instrumentation), in every ``every``-th iteration (sampling: violations of state invariants
+    may then surface up to ``every - 1`` iterations late)."""
+    from syslab.training.traincheck.instrument import ENV_EVERY, ENV_STATE_APIS
+
+    apis = set()
+    for inv in invariants:
+        kind, *rest = inv.key
+        if kind in ("changes", "keeps"):
+            apis.add(rest[0])
+        elif kind == "const" and rest[0] == "param":
+            apis.add("Optimizer.step")
+        elif kind == "ranks_equal":
+            apis.add(rest[0].rsplit(".", 1)[0])
+    return {ENV_STATE_APIS: ",".join(sorted(apis)), ENV_EVERY: str(max(1, every))}
 
 
 def learn(commands: list[list[str]] = (), traces: list[str | Path] = (), out: str | Path | None = None,
@@ -36,13 +55,14 @@ def learn(commands: list[list[str]] = (), traces: list[str | Path] = (), out: st
 
 
 def check(invariants: list[R.Invariant] | str | Path, command: list[str] | None = None,
-          trace: str | Path | None = None, timeout_s: float | None = None) -> list[R.Violation]:
-    """Check a run (a command to trace, or a trace directory) against invariants; the violations, earliest first."""
+          trace: str | Path | None = None, timeout_s: float | None = None, every: int = 1) -> list[R.Violation]:
+    """Check a run (a command to trace, or a trace directory) against invariants; the violations, earliest
+    first. A command is traced selectively: only the state the invariants read (see ``selection``)."""
     if command is None and trace is None:
         raise InputError("no run to check.", field="COMMAND / --trace",
                          fix="give a command after -- or a trace directory with --trace.")
     invs = R.load(Path(invariants)) if isinstance(invariants, str | Path) else invariants
-    run = _runs([command] if command else [], [trace] if trace else [], timeout_s)[0]
+    run = _runs([command] if command else [], [trace] if trace else [], timeout_s, selection(invs, every))[0]
     return R.check(run, invs)
 
 

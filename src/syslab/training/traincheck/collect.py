@@ -54,8 +54,10 @@ def _python(command: list[str]) -> list[str]:
     return list(command)
 
 
-def collect(command: list[str], trace_dir: str | Path, timeout_s: float | None = None) -> list[Path]:
-    """Run ``command`` traced; return the per-process trace files. A command that fails on its own is an
+def collect(command: list[str], trace_dir: str | Path, timeout_s: float | None = None,
+            tracer_env: dict[str, str] | None = None) -> list[Path]:
+    """Run ``command`` traced; return the per-process trace files. ``tracer_env`` selects what the tracer
+    snapshots (``instrument.ENV_STATE_APIS``, ``ENV_EVERY``). A command that fails on its own is an
     ``InputError`` with the end of its stderr (nothing it wrote is removed)."""
     if not command:
         raise InputError("no training command given.", field="COMMAND",
@@ -68,6 +70,7 @@ def collect(command: list[str], trace_dir: str | Path, timeout_s: float | None =
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(boot), *filter(None, [env.get("PYTHONPATH")])])
         env[ENV_DIR] = str(trace_dir.resolve())
+        env.update(tracer_env or {})
         try:
             proc = subprocess.run(_python(command), env=env, capture_output=True, text=True, timeout=timeout_s)
         except FileNotFoundError as e:
@@ -114,6 +117,7 @@ for line in sys.stdin:
             os.dup2(out, 1)
             os.dup2(err, 2)
             os.environ["ENV_DIR"] = job["trace_dir"]
+            os.environ.update(job["env"])
             sys.argv = job["argv"]
             tracer = instrument.start(job["trace_dir"])
             try:
@@ -139,7 +143,8 @@ def _is_python_script(command: list[str]) -> bool:
 
 
 def collect_many(commands: list[list[str]], trace_dirs: list[str | Path], workers: int = 2,
-                 timeout_s: float | None = None, progress=lambda message: None) -> list[list[Path]]:
+                 timeout_s: float | None = None, progress=lambda message: None,
+                 tracer_env: dict[str, str] | None = None) -> list[list[Path]]:
     """``collect`` for many commands, ``workers`` at a time. ``python SCRIPT.py ...`` commands run in children
     forked from pre-warmed zygotes (one per worker), which saves the ~3 s torch import of each run; anything
     else runs as in ``collect``. Same traces either way."""
@@ -148,9 +153,9 @@ def collect_many(commands: list[list[str]], trace_dirs: list[str | Path], worker
     if len(commands) != len(trace_dirs):
         raise ValueError("one trace directory per command")
     if not hasattr(os, "fork"):
-        workers_fn = [lambda c, d: collect(c, d, timeout_s)] * workers
+        workers_fn = [lambda c, d: collect(c, d, timeout_s, tracer_env)] * workers
     else:
-        workers_fn = [_Zygote(timeout_s) for _ in range(workers)]
+        workers_fn = [_Zygote(timeout_s, tracer_env) for _ in range(workers)]
     try:
         slots = list(range(workers))
         import threading
@@ -162,7 +167,7 @@ def collect_many(commands: list[list[str]], trace_dirs: list[str | Path], worker
             try:
                 runner = workers_fn[slot]
                 out = runner(commands[i], trace_dirs[i]) if _is_python_script(commands[i]) else collect(
-                    commands[i], trace_dirs[i], timeout_s)
+                    commands[i], trace_dirs[i], timeout_s, tracer_env)
                 progress(" ".join(Path(c).name for c in commands[i][1:3]))
                 return out
             finally:
@@ -180,13 +185,15 @@ def collect_many(commands: list[list[str]], trace_dirs: list[str | Path], worker
 class _Zygote:
     """One pre-warmed interpreter; ``__call__`` runs one job in a forked child and waits for it."""
 
-    def __init__(self, timeout_s: float | None) -> None:
+    def __init__(self, timeout_s: float | None, tracer_env: dict[str, str] | None = None) -> None:
         self.timeout_s = timeout_s
+        self.tracer_env = dict(tracer_env or {})
         self.boot = Path(tempfile.mkdtemp(prefix="syslab-traincheck-"))
         (self.boot / "sitecustomize.py").write_text(_BOOTSTRAP)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(self.boot), *filter(None, [env.get("PYTHONPATH")])])
         env.pop(ENV_DIR, None)                       # the zygote itself is not traced
+        env.update(self.tracer_env)                  # (children the scripts spawn inherit the selection)
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.jobs = 0
@@ -207,7 +214,8 @@ class _Zygote:
         proc = self._start()
         self.jobs += 1
         job = {"id": self.jobs, "argv": _python(command)[1:], "trace_dir": str(trace_dir),
-               "stdout": str(trace_dir / "stdout.txt"), "stderr": str(trace_dir / "stderr.txt")}
+               "stdout": str(trace_dir / "stdout.txt"), "stderr": str(trace_dir / "stderr.txt"),
+               "env": self.tracer_env}
         proc.stdin.write(json.dumps(job) + "\n")
         proc.stdin.flush()
         reply = json.loads(proc.stdout.readline())

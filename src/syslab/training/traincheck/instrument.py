@@ -38,14 +38,50 @@ from typing import Any
 import torch
 
 ENV_DIR = "SYSLAB_TRAINCHECK_DIR"
+ENV_STATE_APIS = "SYSLAB_TRAINCHECK_STATE_APIS"     # comma-separated; unset = all
+ENV_EVERY = "SYSLAB_TRAINCHECK_EVERY"
+
+
+FULL_HASH_ELEMENTS = 1 << 16
 
 
 def fingerprint(t: torch.Tensor) -> str:
-    """A hash of a tensor's bytes (BLAKE2b, 8 bytes): any change of any element changes it, and ranks of a
-    correct data-parallel job, which hold bitwise-equal parameters, agree. (Sums are cheaper but blind: a
-    cross-entropy bias gradient sums to zero, so its update keeps every sum.)"""
-    raw = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-    return hashlib.blake2b(raw.tobytes(), digest_size=8).hexdigest()
+    """A summary of a tensor's values that changes whenever they do, and agrees across data-parallel ranks
+    (which hold bitwise-equal parameters). Up to 65,536 elements: a BLAKE2b hash of the bytes. Larger: the
+    hash of a fixed strided sample of 65,536 elements plus the exact float64 sum of all of them; a change
+    that misses every sampled element *and* keeps the sum goes unseen (sums alone are blind: a cross-entropy
+    bias gradient sums to zero, so its update keeps the sum)."""
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    if flat.numel() <= FULL_HASH_ELEMENTS:
+        return hashlib.blake2b(flat.view(torch.uint8).numpy().tobytes(), digest_size=8).hexdigest()
+    step = flat.numel() // FULL_HASH_ELEMENTS
+    sample = flat[::step][:FULL_HASH_ELEMENTS].contiguous()
+    total = float(flat.sum(dtype=torch.float64)) if flat.is_floating_point() else int(flat.sum())
+    digest = hashlib.blake2b(sample.view(torch.uint8).numpy().tobytes(), digest_size=8)
+    digest.update(repr(total).encode())
+    return digest.hexdigest()
+
+
+class _Fingerprints:
+    """Fingerprints cached by tensor identity, version counter, storage and dtype: a tensor nobody wrote to
+    since the last snapshot is not hashed again (an iteration takes eight snapshots, but each parameter
+    changes once and each gradient once or twice). A few sampled elements are compared too, since writes
+    through ``.data`` do not bump the version counter."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, tuple[tuple, tuple[str, bool]]] = {}
+
+    def __call__(self, t: torch.Tensor) -> tuple[str, bool]:
+        """(fingerprint, whether every element is zero)."""
+        flat = t.detach().reshape(-1)
+        probe = flat[:: max(1, flat.numel() // 8)][:8]
+        key = (t._version, t.data_ptr(), t.dtype, tuple(t.shape), tuple(probe.tolist()))
+        hit = self._cache.get(id(t))
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        out = (fingerprint(t), not bool(flat.any()))
+        self._cache[id(t)] = (key, out)
+        return out
 
 
 def _rank() -> int:
@@ -84,8 +120,13 @@ def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
 class Tracer:
     """Collects events for one process. ``install()`` patches torch; ``close()`` writes the trace."""
 
-    def __init__(self, out_dir: str | Path) -> None:
+    def __init__(self, out_dir: str | Path, state_apis: set[str] | None = None, every: int = 1) -> None:
+        """``state_apis``: snapshot parameters only around these APIs (selective instrumentation: a check needs
+        only what its invariants read); ``every``: only in every ``every``-th iteration (sampling)."""
         self.path = Path(out_dir) / f"trace-{os.getpid()}.jsonl"
+        self.state_apis = state_apis
+        self.every = max(1, int(every))
+        self._rank: int | None = None
         self.events: list[dict] = []
         self.iteration = 0
         self._backward_since_boundary = False
@@ -95,45 +136,59 @@ class Tracer:
         self._models: weakref.WeakValueDictionary[int, torch.nn.Module] = weakref.WeakValueDictionary()
         self._optimizers: weakref.WeakValueDictionary[int, torch.optim.Optimizer] = weakref.WeakValueDictionary()
         self._undo: list = []
+        self._fingerprint = _Fingerprints()
         self._closed = False
         self._busy = False                      # no tracing of the tracer's own torch calls
         self._inside = 0                        # only the outermost traced API call is recorded
 
     # --- events -------------------------------------------------------------------------------------------
+    def rank(self) -> int:
+        if self._rank is None:
+            r = _rank()
+            import torch.distributed as dist
+            if dist.is_available() and dist.is_initialized():
+                self._rank = r                          # fixed once the process group exists
+            return r
+        return self._rank
+
     def emit(self, kind: str, **fields: Any) -> None:
         self._seq += 1
-        self.events.append({"kind": kind, "seq": self._seq, "iter": self.iteration, "rank": _rank(), **fields})
+        self.events.append({"kind": kind, "seq": self._seq, "iter": self.iteration, "rank": self.rank(), **fields})
 
     def api(self, name: str, phase: str, call: int, **fields: Any) -> None:
         self.emit("api", api=name, phase=phase, call=call, **fields)
 
-    def snapshot(self, api: str, phase: str, call: int) -> None:
-        """Summarise every traced model's parameters, modes and every optimizer's learning rates."""
+    def snapshot(self, api: str, phase: str, call: int, params: bool = True) -> None:
+        """One ``state`` event: every traced model's mode, every optimizer's learning rates and, unless
+        ``params`` is False or this API/iteration is not selected, every parameter's summary."""
+        params = params and (self.state_apis is None or api in self.state_apis) and self.iteration % self.every == 0
         held = {id(p) for opt in self._optimizers.values() for g in opt.param_groups for p in g["params"]}
         named: dict[int, str] = {}
+        state: dict[str, list] = {}
         for model in list(self._models.values()):
             root = type(model).__name__
-            self.emit("var", vtype="module", var=f"{root}", api=api, phase=phase, call=call,
-                      attrs={"training": bool(model.training)})
+            state[root] = ["module", {"training": bool(model.training)}]
+            if not params:
+                continue
             for name, p in model.named_parameters():
                 named[id(p)] = f"{root}.{name}"
-                self._param(f"{root}.{name}", p, id(p) in held, api, phase, call)
+                state[f"{root}.{name}"] = ["param", self._param(p, id(p) in held)]
         for i, opt in enumerate(self._optimizers.values()):
             for g, group in enumerate(opt.param_groups):
-                self.emit("var", vtype="optimizer", var=f"{type(opt).__name__}{i}.group{g}", api=api, phase=phase,
-                          call=call, attrs={"lr": float(group.get("lr", 0.0)), "params": len(group["params"])})
+                state[f"{type(opt).__name__}{i}.group{g}"] = ["optimizer", {"lr": float(group.get("lr", 0.0)),
+                                                                           "params": len(group["params"])}]
                 for j, p in enumerate(group["params"]):
-                    if id(p) not in named:                     # held by an optimizer but in no traced model
-                        self._param(f"{type(opt).__name__}{i}.group{g}.param{j}", p, True, api, phase, call)
+                    if params and id(p) not in named:            # held by an optimizer but in no traced model
+                        state[f"{type(opt).__name__}{i}.group{g}.param{j}"] = ["param", self._param(p, True)]
+        self.emit("state", api=api, phase=phase, call=call, vars=state)
 
-    def _param(self, name: str, p: torch.Tensor, in_optimizer: bool, api: str, phase: str, call: int) -> None:
-        attrs = {"value": fingerprint(p), "requires_grad": bool(p.requires_grad),
+    def _param(self, p: torch.Tensor, in_optimizer: bool) -> dict:
+        attrs = {"value": self._fingerprint(p)[0], "requires_grad": bool(p.requires_grad),
                  "dtype": str(p.dtype).replace("torch.", ""), "in_optimizer": in_optimizer,
                  "has_grad": p.grad is not None}
         if p.grad is not None:
-            attrs["grad"] = fingerprint(p.grad)
-            attrs["grad_zero"] = not bool(p.grad.detach().any())
-        self.emit("var", vtype="param", var=name, api=api, phase=phase, call=call, attrs=attrs)
+            attrs["grad"], attrs["grad_zero"] = self._fingerprint(p.grad)
+        return attrs
 
     # --- the wrappers ----------------------------------------------------------------------------------------
     def _traced(self, name: str, snapshot: bool = False, args_of=None, ret_of=None, materialise: bool = False):
@@ -282,7 +337,7 @@ class Tracer:
                 self.api("Module.forward", "pre", self._call,
                          args={"module": type(model).__name__, "training": bool(model.training),
                                "input": fingerprint(first) if first is not None else None})
-                self.snapshot("Module.forward", "pre", self._call)
+                self.snapshot("Module.forward", "pre", self._call, params=False)   # modes; no check uses params
                 module.__syslab_call__ = self._call
             finally:
                 self._busy = False
@@ -334,10 +389,13 @@ _ACTIVE: Tracer | None = None
 
 
 def start(out_dir: str | Path) -> Tracer:
-    """Start tracing this process into ``out_dir`` (and write the trace at exit)."""
+    """Start tracing this process into ``out_dir`` (and write the trace at exit); the selection of state
+    snapshots comes from the environment (``SYSLAB_TRAINCHECK_STATE_APIS``, ``SYSLAB_TRAINCHECK_EVERY``)."""
     global _ACTIVE
     if _ACTIVE is None:
-        _ACTIVE = Tracer(out_dir).install()
+        apis = os.environ.get(ENV_STATE_APIS)
+        _ACTIVE = Tracer(out_dir, set(apis.split(",")) if apis is not None else None,
+                         int(os.environ.get(ENV_EVERY, "1"))).install()
         atexit.register(_ACTIVE.close)
     return _ACTIVE
 

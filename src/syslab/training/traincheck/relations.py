@@ -121,9 +121,9 @@ def _read_process(path: Path) -> list[Call]:
                 c = open_calls.pop(e["call"])
                 c.ret = e.get("ret")
                 done.append(c)
-            elif kind == "var" and e.get("call") in open_calls:
+            elif kind == "state" and e.get("call") in open_calls:
                 target = open_calls[e["call"]].pre if e["phase"] == "pre" else open_calls[e["call"]].post
-                target[e["var"]] = (e["vtype"], e["attrs"])
+                target.update({var: (vtype, attrs) for var, (vtype, attrs) in e["vars"].items()})
     done += open_calls.values()                                 # calls the process never returned from
     return done
 
