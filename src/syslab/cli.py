@@ -479,13 +479,16 @@ def traincheck_collect(out_dir: Annotated[Path, typer.Option("--out", help="dire
 def traincheck_learn(out_file: Annotated[Path, typer.Option("--out", help="invariants file to write (JSON)")],
                      trace: Annotated[list[Path] | None, typer.Option(help="a trace directory of another clean "
                                                                       "run (repeatable)")] = None,
+                     api_names: Annotated[list[str] | None, typer.Option("--api", help="also trace this API, e.g. "
+                                                                         "torch.nn.functional.softmax "
+                                                                         "(repeatable)")] = None,
                      command: CommandArg = None) -> None:
     """Infer invariants from clean runs: the command after -- (run traced) and/or --trace directories."""
     from syslab.training.traincheck import api
 
     _need_torch()
     with err.status("tracing and inferring"):
-        invariants = api.learn([command] if command else [], trace or [], out_file)
+        invariants = api.learn([command] if command else [], trace or [], out_file, apis=api_names or [])
     out.print(f"{len(invariants)} invariants -> {out_file}")
 
 
@@ -507,7 +510,7 @@ def traincheck_check(invariants: Annotated[Path, typer.Option(help="invariants f
         raise InputError(f"must be at least 1, got {every}.", field="--every", fix="e.g. --every 10.")
     invs = R.load(invariants)
     with err.status("tracing and checking"):
-        violations = api.check(invs, command or None, trace, every=every)
+        violations = api.check(invariants, command or None, trace, every=every)
     if as_json:
         _print_json({"invariants": len(invs), "violations": [v.to_dict() for v in violations]})
     elif violations:

@@ -265,3 +265,23 @@ def test_a_command_that_fails_on_its_own_is_an_input_error(tmp_path):
         collect(["python", str(plain)], tmp_path / "t3")
     with pytest.raises(InputError, match="no training command"):
         collect([], tmp_path / "t4")
+
+
+def test_threshold_invariants_flag_a_zero_learning_rate():
+    def step(lr, it):
+        return _call("Optimizer.step", it, it, pre={"opt": ("optimizer", {"lr": lr, "params": 1})})
+    invs = R.infer([_run([step(0.1, i) for i in range(3)])])
+    assert ("positive", "Optimizer.step", "lr") in {i.key for i in invs}
+    v = R.check(_run([step(0.1, 0), step(0.0, 1)]), invs)
+    assert [(x.invariant.key[0], x.iter) for x in v] == [("positive", 1)]
+
+
+def test_extra_apis_are_traced_and_saved_with_the_invariants(unseen, tmp_path):
+    script, _ = unseen
+    out = tmp_path / "inv.json"
+    api.learn([["python", str(script), "0"]], out=out, apis=["torch.nn.functional.relu"])
+    assert json.loads(out.read_text())["apis"] == ["torch.nn.functional.relu"]
+    assert any("nn.functional.relu" in i.text for i in R.load(out))
+    assert api.check(out, ["python", str(script), "1"]) == []
+    with pytest.raises(InputError, match="cannot find"):
+        api.learn([["python", str(script), "0"]], apis=["torch.no_such_api"])

@@ -42,16 +42,31 @@ def selection(invariants: list[R.Invariant], every: int = 1) -> dict[str, str]:
 
 
 def learn(commands: list[list[str]] = (), traces: list[str | Path] = (), out: str | Path | None = None,
-          timeout_s: float | None = None) -> list[R.Invariant]:
-    """Infer invariants from clean runs: run each command traced (and/or read trace directories)."""
+          timeout_s: float | None = None, apis: list[str] = ()) -> list[R.Invariant]:
+    """Infer invariants from clean runs: run each command traced (and/or read trace directories). ``apis``:
+    more APIs to trace by dotted name; they are saved with the invariants so that checks trace them too."""
+    from syslab.training.traincheck.instrument import ENV_APIS
+
     if not commands and not traces:
         raise InputError("no clean run to learn from.", field="COMMAND / --trace",
                          fix="give a command after -- or a trace directory with --trace.")
-    runs = _runs(list(commands), list(traces), timeout_s)
+    _validate_apis(apis)
+    runs = _runs(list(commands), list(traces), timeout_s, {ENV_APIS: ",".join(apis)} if apis else None)
     invariants = R.infer(runs)
     if out is not None:
-        R.save(invariants, Path(out), [r.source or "command" for r in runs] + [" ".join(c) for c in commands])
+        R.save(invariants, Path(out), [str(t) for t in traces] + [" ".join(c) for c in commands], list(apis))
     return invariants
+
+
+def _validate_apis(apis) -> None:
+    from syslab.training.traincheck.instrument import _resolve
+
+    for a in apis:
+        try:
+            _resolve(a)
+        except ValueError as e:
+            raise InputError(str(e) + ".", field="--api", fix="give a dotted name such as "
+                             "torch.nn.functional.softmax or torch.Tensor.add_.") from e
 
 
 def check(invariants: list[R.Invariant] | str | Path, command: list[str] | None = None,
@@ -61,8 +76,13 @@ def check(invariants: list[R.Invariant] | str | Path, command: list[str] | None 
     if command is None and trace is None:
         raise InputError("no run to check.", field="COMMAND / --trace",
                          fix="give a command after -- or a trace directory with --trace.")
-    invs = R.load(Path(invariants)) if isinstance(invariants, str | Path) else invariants
-    run = _runs([command] if command else [], [trace] if trace else [], timeout_s, selection(invs, every))[0]
+    from syslab.training.traincheck.instrument import ENV_APIS
+
+    invs, apis = R.load_file(Path(invariants)) if isinstance(invariants, str | Path) else (invariants, [])
+    env = selection(invs, every)
+    if apis:
+        env[ENV_APIS] = ",".join(apis)
+    run = _runs([command] if command else [], [trace] if trace else [], timeout_s, env)[0]
     return R.check(run, invs)
 
 

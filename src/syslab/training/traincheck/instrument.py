@@ -40,6 +40,7 @@ import torch
 ENV_DIR = "SYSLAB_TRAINCHECK_DIR"
 ENV_STATE_APIS = "SYSLAB_TRAINCHECK_STATE_APIS"     # comma-separated; unset = all
 ENV_EVERY = "SYSLAB_TRAINCHECK_EVERY"
+ENV_APIS = "SYSLAB_TRAINCHECK_APIS"                 # comma-separated dotted names of more APIs to trace
 
 
 FULL_HASH_ELEMENTS = 1 << 16
@@ -63,23 +64,22 @@ def fingerprint(t: torch.Tensor) -> str:
 
 
 class _Fingerprints:
-    """Fingerprints cached by tensor identity, version counter, storage and dtype: a tensor nobody wrote to
-    since the last snapshot is not hashed again (an iteration takes eight snapshots, but each parameter
-    changes once and each gradient once or twice). A few sampled elements are compared too, since writes
-    through ``.data`` do not bump the version counter."""
+    """Fingerprints cached by tensor identity, version counter and storage: a tensor nobody wrote to since the
+    last snapshot is not hashed again (an iteration takes eight snapshots, but each parameter changes once and
+    each gradient once or twice). Limitation: writes through ``.data`` do not bump the version counter, so a
+    program that updates parameters only through ``.data`` needs ``cache=False``."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: bool = True) -> None:
+        self.cache = cache
         self._cache: dict[int, tuple[tuple, tuple[str, bool]]] = {}
 
     def __call__(self, t: torch.Tensor) -> tuple[str, bool]:
         """(fingerprint, whether every element is zero)."""
-        flat = t.detach().reshape(-1)
-        probe = flat[:: max(1, flat.numel() // 8)][:8]
-        key = (t._version, t.data_ptr(), t.dtype, tuple(t.shape), tuple(probe.tolist()))
+        key = (t._version, t.data_ptr(), t.dtype)
         hit = self._cache.get(id(t))
-        if hit is not None and hit[0] == key:
+        if self.cache and hit is not None and hit[0] == key:
             return hit[1]
-        out = (fingerprint(t), not bool(flat.any()))
+        out = (fingerprint(t), not bool(t.detach().any()))
         self._cache[id(t)] = (key, out)
         return out
 
@@ -120,9 +120,13 @@ def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
 class Tracer:
     """Collects events for one process. ``install()`` patches torch; ``close()`` writes the trace."""
 
-    def __init__(self, out_dir: str | Path, state_apis: set[str] | None = None, every: int = 1) -> None:
+    def __init__(self, out_dir: str | Path, state_apis: set[str] | None = None, every: int = 1,
+                 extra_apis: tuple[str, ...] = ()) -> None:
         """``state_apis``: snapshot parameters only around these APIs (selective instrumentation: a check needs
-        only what its invariants read); ``every``: only in every ``every``-th iteration (sampling)."""
+        only what its invariants read); ``every``: only in every ``every``-th iteration (sampling);
+        ``extra_apis``: more functions or methods to trace by dotted name (``torch.nn.functional.softmax``,
+        ``torch.Tensor.add_``), recorded with their scalar arguments and result."""
+        self.extra_apis = tuple(extra_apis)
         self.path = Path(out_dir) / f"trace-{os.getpid()}.jsonl"
         self.state_apis = state_apis
         self.every = max(1, int(every))
@@ -318,6 +322,10 @@ class Tracer:
                     self._patch(dist, fn, self._traced(f"distributed.{fn}", args_of=lambda *a, **k: {},
                                                        ret_of=lambda out: None))
 
+        for dotted in self.extra_apis:
+            owner, attr = _resolve(dotted)
+            self._patch(owner, attr, self._traced(dotted.removeprefix("torch."), args_of=_generic_args))
+
         # the outermost forward of any module is a model being run
         def fwd_pre(module, args):
             if self._busy:
@@ -380,6 +388,33 @@ class Tracer:
         return self.path
 
 
+def _resolve(dotted: str) -> tuple[Any, str]:
+    """``torch.nn.functional.softmax`` -> (the module, "softmax"); ``torch.Tensor.add_`` -> (the class, "add_")."""
+    import importlib
+
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[i:-1]:
+                owner = getattr(owner, name)
+            if callable(getattr(owner, parts[-1], None)):
+                return owner, parts[-1]
+        except AttributeError:
+            pass
+        break
+    raise ValueError(f"cannot find the API {dotted!r} to trace")
+
+
+def _generic_args(*args, **kwargs) -> dict:
+    out = {f"arg{i}": _summary(a) for i, a in enumerate(args)}
+    out.update({k: _summary(v) for k, v in kwargs.items()})
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def _clip_args(parameters, *args, **kwargs) -> dict:
     params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
     return {"params": len(params), "with_grad": sum(p.grad is not None for p in params)}
@@ -394,8 +429,9 @@ def start(out_dir: str | Path) -> Tracer:
     global _ACTIVE
     if _ACTIVE is None:
         apis = os.environ.get(ENV_STATE_APIS)
+        extra = tuple(a for a in os.environ.get(ENV_APIS, "").split(",") if a)
         _ACTIVE = Tracer(out_dir, set(apis.split(",")) if apis is not None else None,
-                         int(os.environ.get(ENV_EVERY, "1"))).install()
+                         int(os.environ.get(ENV_EVERY, "1")), extra).install()
         atexit.register(_ACTIVE.close)
     return _ACTIVE
 

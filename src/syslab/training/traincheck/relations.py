@@ -432,18 +432,25 @@ def check(run: Run, invariants: list[Invariant]) -> list[Violation]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def save(invariants: list[Invariant], path: Path, references: list[str]) -> None:
+def save(invariants: list[Invariant], path: Path, references: list[str], apis: list[str] = ()) -> None:
+    """Write invariants (and the extra APIs the references traced, which a check must trace too)."""
     path.write_text(json.dumps({"format": "syslab-traincheck-invariants/1", "references": references,
-                                "invariants": [i.to_dict() for i in invariants]}, indent=1) + "\n")
+                                "apis": list(apis), "invariants": [i.to_dict() for i in invariants]},
+                               indent=1) + "\n")
 
 
 def load(path: Path) -> list[Invariant]:
+    return load_file(path)[0]
+
+
+def load_file(path: Path) -> tuple[list[Invariant], list[str]]:
+    """The invariants of a file and the extra APIs its references traced."""
     path = Path(path)
     if not path.is_file():
         raise InputError("file not found.", file=path, fix="write one with syslab traincheck learn --out FILE.")
     try:
         data = json.loads(path.read_text())
-        return [Invariant.from_dict(d) for d in data["invariants"]]
+        return [Invariant.from_dict(d) for d in data["invariants"]], [str(a) for a in data.get("apis", [])]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise InputError(f"not an invariants file ({e.__class__.__name__}: {e}).", file=path, field="invariants",
                          fix="use a file written by syslab traincheck learn.") from e
