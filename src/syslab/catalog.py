@@ -50,6 +50,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("wlb-llm", "WLB-LLM", "OSDI 2025", "training", "HYBRID", "syslab.training.wlb_llm"),
     Entry("stragglers", "Stragglers what-if analysis", "OSDI 2025", "training", "REAL", "syslab.training.stragglers"),
     Entry("traincheck", "TrainCheck", "OSDI 2025", "training", "REAL", "syslab.training.traincheck", ("torch",)),
+    Entry("greyhound", "GreyHound", "ATC 2025", "training", "HYBRID", "syslab.training.greyhound", ("torch",)),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve"),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),

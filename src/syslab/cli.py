@@ -36,6 +36,9 @@ llmstation_app = typer.Typer(help="LLMStation: co-serve and fine-tune a tiny mod
 traincheck_app = typer.Typer(help="TrainCheck: learn invariants from clean training runs, catch silent errors in new "
                                   "ones (torch). Put the training command after --.", no_args_is_help=True)
 app.add_typer(traincheck_app, name="traincheck")
+greyhound_app = typer.Typer(help="GreyHound: fail-slow detection on your iteration times or collective-call log.",
+                            no_args_is_help=True)
+app.add_typer(greyhound_app, name="greyhound")
 app.add_typer(data_app, name="data")
 app.add_typer(llmstation_app, name="llmstation")
 app.add_typer(stragglers_app, name="stragglers")
@@ -539,6 +542,71 @@ def traincheck_show(invariants: Annotated[Path, typer.Argument(help="invariants 
     for i in invs:
         table.add_row(i.key[0], i.text, str(i.positives))
     out.print(table)
+
+
+def _read_csv_columns(path: Path, columns: tuple[str, ...]):
+    import pandas as pd
+
+    if not path.is_file():
+        raise InputError("file not found.", file=path, fix=f"pass a CSV with column(s) {', '.join(columns)}.")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise InputError(f"not a readable CSV ({e.__class__.__name__}).", file=path,
+                         fix=f"write a CSV with a header row naming {', '.join(columns)}.") from e
+    for c in columns:
+        if c not in df.columns:
+            raise InputError("missing column.", file=path, field=c,
+                             fix=f"add a column {c!r} (columns found: {', '.join(map(str, df.columns))}).")
+        if not pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().any():
+            row = int(pd.to_numeric(df[c], errors="coerce").isna().to_numpy().argmax()) + 2
+            raise InputError(f"row {row} is not a number.", file=path, field=c, fix="give one number per row.")
+    return df
+
+
+@greyhound_app.command("detect")
+def greyhound_detect(iter_times: Annotated[Path, typer.Option(help="CSV with one iteration time per row, "
+                                                              "column iter_time_s")],
+                     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """Verified fail-slow change points in a series of iteration times (BOCD + the paper's checks)."""
+    from syslab.training.greyhound.detect import detect
+
+    df = _read_csv_columns(iter_times, ("iter_time_s",))
+    try:
+        cps = detect(df["iter_time_s"].to_numpy())[0]
+    except InputError as e:
+        raise InputError(e.problem, file=iter_times, field=e.field, fix=e.fix) from None
+    rows = [{"index": c.index, "detected_at": c.detected_at, "before_s": c.before, "after_s": c.after} for c in cps]
+    if as_json:
+        _print_json({"change_points": rows})
+        return
+    table = Table("starts at iteration", "detected at", "before (s)", "after (s)", "change",
+                  title=f"{len(cps)} verified change point(s) in {len(df)} iterations")
+    for c in cps:
+        table.add_row(str(c.index), str(c.detected_at), f"{c.before:.4f}", f"{c.after:.4f}",
+                      f"{c.after / c.before - 1:+.0%}")
+    out.print(table)
+
+
+@greyhound_app.command("period")
+def greyhound_period(calls: Annotated[Path, typer.Option(help="CSV of one rank's collective calls in order: "
+                                                         "columns call_id, timestamp_s")],
+                     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+    """The iteration period of a collective-call log (ACF + exact-repeat check) and the iteration times."""
+    import numpy as np
+
+    from syslab.training.greyhound.detect import iteration_times
+
+    df = _read_csv_columns(calls, ("call_id", "timestamp_s"))
+    try:
+        period, its = iteration_times(df["call_id"].to_numpy(), df["timestamp_s"].to_numpy())
+    except InputError as e:
+        raise InputError(e.problem, file=calls, field=e.field, fix=e.fix) from None
+    if as_json:
+        _print_json({"period": period, "iter_times_s": its.tolist()})
+        return
+    out.print(f"period: {period} calls per iteration; {len(its)} iterations, median "
+              f"{float(np.median(its)):.4f} s (min {its.min():.4f}, max {its.max():.4f})")
 
 
 # ---------------------------------------------------------------------------------------------------------

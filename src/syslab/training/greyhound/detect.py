@@ -153,9 +153,9 @@ def run_length_posteriors(z: np.ndarray, cfg: BOCDConfig, callback) -> None:
 @dataclass(frozen=True)
 class ChangePoint:
     index: int            # the first iteration of the new regime
-    detected_at: int      # the iteration at which it was declared
-    before: float         # mean iteration time before (since the previous change point)
-    after: float          # mean iteration time after (up to detection)
+    detected_at: int      # the iteration at which it was declared (online: only points up to here were used)
+    before: float         # mean iteration time of the regime before (spikes removed)
+    after: float          # mean iteration time of the regime after, up to the next change point
 
     @property
     def slowdown(self) -> bool:
@@ -183,8 +183,8 @@ def detect(series: np.ndarray, cfg: BOCDConfig = BOCDConfig()) -> list[list[Chan
         for i in np.flatnonzero(recent > cfg.threshold):
             if not armed[i]:
                 continue
-            run = int(np.argmax(R[i, : cfg.window]))
-            start = t - run
+            run = int(np.argmax(R[i, : cfg.window]))      # the last ``run`` points belong to the new regime
+            start = t - run + 1
             if start - last[i] < cfg.min_gap or t - start < 2:
                 continue
             before = float(clean[i, last[i]: start].mean())
@@ -196,7 +196,15 @@ def detect(series: np.ndarray, cfg: BOCDConfig = BOCDConfig()) -> list[list[Chan
         armed[recent < 0.5] = True                             # re-arm once the change has been absorbed
 
     run_length_posteriors(z, cfg, on_point)
-    return found
+    return [_segment_means(clean[i], cps) for i, cps in enumerate(found)]
+
+
+def _segment_means(x: np.ndarray, cps: list[ChangePoint]) -> list[ChangePoint]:
+    """Report each change point with the mean of the whole regime before and after it (the online check
+    used only the points up to its detection)."""
+    bounds = [0, *(c.index for c in cps), len(x)]
+    return [ChangePoint(c.index, c.detected_at, float(x[bounds[k]: c.index].mean()),
+                        float(x[c.index: bounds[k + 2]].mean())) for k, c in enumerate(cps)]
 
 
 def threshold_detect(series: np.ndarray, factor: float = 1.1, window: int = 50) -> list[list[int]]:

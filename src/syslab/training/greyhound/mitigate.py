@@ -1,0 +1,216 @@
+"""GreyHound's mitigation: the S2 and S3 solvers, the ski-rental ladder, and an iteration-level simulation
+of a data-parallel job under a fail-slow to compare it with doing nothing and with always restarting.
+
+**Ladder** (§ Step 4): S1 do nothing -> S2 rebalance micro-batches across DP groups (computation
+fail-slows) or S3 re-partition layers across PP stages (communication fail-slows) -> S4 checkpoint and
+restart. Ski-rental: keep tolerating ("renting") until the time elapsed since the slowdown began reaches the
+cost of the next level, then "buy" it; a slowdown of at most 10% gets S2 at once. Break-even rules like
+this are 2-competitive.
+
+**S2** (DP rebalancing): integer micro-batch counts N_i >= 1 with sum N_i = M. The paper minimises the
+squared deviation of N_i t_i from their mean with a mixed-integer solver (cvxpy + ECOS_BB); as our notes
+suggest we minimise what sets a synchronous step's time, max_i N_i t_i, exactly with HiGHS
+(``scipy.optimize.milp``), and check it against brute force on small cases.
+
+**S3** (PP re-partition): layers per stage so that the slowest stage (its layers' compute plus its
+communication) is as fast as possible, exactly by binary search on the stage time (the paper rounds layers
+proportional to 1/latency).
+
+**Costs** (assumptions, stated in ``Costs``): the paper's formulas where our notes give them (S2:
+(check_interval / 2) x (slow_iter - min_iter) / 2; S3: 60 s; S4: checkpoint write + restore + 10 s of
+initialisation), with checkpoint sizes and bandwidths that are ours.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from syslab.core.errors import InputError
+
+# ---------------------------------------------------------------------------------------------------------
+# S2 and S3
+# ---------------------------------------------------------------------------------------------------------
+
+
+def rebalance_microbatches(times: np.ndarray, total: int) -> np.ndarray:
+    """S2: integers N_i >= 1, sum N_i = ``total``, minimising max_i N_i t_i (``times`` = seconds per
+    micro-batch on each DP group). Exact, with HiGHS: variables (N_1..N_n, T), minimise T subject to
+    N_i t_i - T <= 0 and sum N_i = total."""
+    t = np.asarray(times, dtype=np.float64)
+    n = len(t)
+    if total < n:
+        raise InputError(f"{total} micro-batches cannot give each of {n} DP groups one.", field="total",
+                         fix="use at least one micro-batch per DP group.")
+    if (t <= 0).any():
+        raise InputError("micro-batch times must be positive.", field="times", fix="pass seconds per micro-batch.")
+    c = np.r_[np.zeros(n), 1.0]
+    rows = np.hstack([np.diag(t), -np.ones((n, 1))])
+    cons = [LinearConstraint(rows, -np.inf, 0.0), LinearConstraint(np.r_[np.ones(n), 0.0][None, :], total, total)]
+    res = milp(c, constraints=cons, integrality=np.r_[np.ones(n), 0.0],
+               bounds=Bounds(np.r_[np.ones(n), 0.0], np.r_[np.full(n, total), np.inf]))
+    if not res.success:  # pragma: no cover - the problem is always feasible
+        raise RuntimeError(res.message)
+    return np.round(res.x[:n]).astype(np.int64)
+
+
+def repartition_layers(layer_s: np.ndarray, comm_s: np.ndarray, layers: int) -> np.ndarray:
+    """S3: layers per PP stage (each >= 1, summing to ``layers``) minimising the slowest stage's time
+    layers_s x layer_s[s] + comm_s[s]. Exact: the smallest feasible stage time is one of the candidate values
+    k x layer_s[s] + comm_s[s]; binary search over them."""
+    a, b = np.asarray(layer_s, dtype=np.float64), np.asarray(comm_s, dtype=np.float64)
+    p = len(a)
+    if layers < p:
+        raise InputError(f"{layers} layers cannot fill {p} stages.", field="layers",
+                         fix="give at least one layer per stage.")
+    candidates = np.unique((np.arange(1, layers + 1)[:, None] * a[None, :] + b[None, :]).ravel())
+
+    def capacity(limit: float) -> np.ndarray:
+        return np.floor((limit - b) / a + 1e-9).astype(np.int64)
+
+    lo, hi = 0, len(candidates) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        cap = capacity(candidates[mid])
+        if (cap >= 1).all() and cap.sum() >= layers:
+            hi = mid
+        else:
+            lo = mid + 1
+    cap = np.maximum(capacity(candidates[lo]), 1)
+    out = np.ones(p, dtype=np.int64)
+    for _ in range(layers - p):                        # fill greedily, cheapest next layer first
+        room = np.flatnonzero(out < cap)
+        s = room[np.argmin((out[room] + 1) * a[room] + b[room])]
+        out[s] += 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The job and the ladder
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Mitigation costs in seconds (assumptions except where the paper gives the formula)."""
+
+    check_interval_s: float = 60.0     # how often the controller re-evaluates (ours)
+    pp_adjust_s: float = 60.0          # S3 (the paper's constant)
+    checkpoint_gb: float = 208.0       # 13B parameters with fp32 master weights and Adam moments (16 B/param)
+    storage_gbps: float = 5.0          # checkpoint write and read bandwidth (ours)
+    init_s: float = 10.0               # restart initialisation (the paper's constant)
+    profile_s: float = 20.0            # verification and localisation pause after a detection (ours)
+
+    def dp_adjust_s(self, slow_iter_s: float, min_iter_s: float) -> float:
+        return self.check_interval_s / 2 * (slow_iter_s - min_iter_s) / 2
+
+    @property
+    def restart_s(self) -> float:
+        return 2 * self.checkpoint_gb / self.storage_gbps + self.init_s
+
+
+@dataclass(frozen=True)
+class Job:
+    """A data-parallel job: ``dp`` groups share ``microbatches`` per step, ``microbatch_s`` each, then a
+    gradient all-reduce of ``allreduce_s``."""
+
+    dp: int = 8
+    microbatches: int = 64
+    microbatch_s: float = 0.12
+    allreduce_s: float = 0.04
+
+    def even(self) -> np.ndarray:
+        base = np.full(self.dp, self.microbatches // self.dp)
+        base[: self.microbatches % self.dp] += 1
+        return base
+
+    def step_s(self, split: np.ndarray, slow: np.ndarray) -> float:
+        return float(np.max(split * self.microbatch_s * slow)) + self.allreduce_s
+
+
+@dataclass
+class Outcome:
+    policy: str
+    finish_s: float
+    actions: list[tuple[float, str]] = field(default_factory=list)
+    iter_times: list[float] = field(default_factory=list)
+
+
+def simulate(job: Job, costs: Costs, policy: str, iterations: int, slow_rank: int, factor: float,
+             start_s: float, duration_s: float, detect_after: int = 3) -> Outcome:
+    """Run ``iterations`` steps; rank ``slow_rank`` computes ``factor`` x slower from ``start_s`` for
+    ``duration_s`` (wall-clock). Policies: ``s1`` (do nothing), ``s4`` (restart at once on detection; the
+    restarted job no longer uses the slow GPU), ``ladder`` (GreyHound: S2 when the time since the slowdown
+    began reaches S2's cost, S4 when it reaches the restart's; S2 is undone when the fail-slow ends).
+    A change is detected ``detect_after`` iterations after it happens (the BOCD's typical delay on such
+    series); each detected slowdown costs a profiling pause."""
+    if policy not in ("s1", "s4", "ladder"):
+        raise ValueError(policy)
+    now, split = 0.0, job.even()
+    min_iter = job.step_s(split, np.ones(job.dp))
+    out = Outcome(policy, 0.0)
+    level, excluded = 1, False
+    seen_slow = seen_healed = 0          # consecutive slow / healthy iterations since the last change
+    began: float | None = None           # onset of the slowdown being handled
+    for _ in range(iterations):
+        active = start_s <= now < start_s + duration_s and not excluded
+        slow = np.ones(job.dp)
+        if active:
+            slow[slow_rank] = factor
+        t = job.step_s(split, slow)
+        now += t
+        out.iter_times.append(t)
+        if policy == "s1":
+            continue
+        seen_slow, seen_healed = (seen_slow + 1, 0) if active else (0, seen_healed + 1)
+        if active and seen_slow == detect_after and began is None:        # detected: localise it
+            began = now - detect_after * t
+            now += costs.profile_s
+            out.actions.append((now, "detected, profiled"))
+            if policy == "s4":
+                now += costs.restart_s
+                excluded = True
+                out.actions.append((now, "S4 restart"))
+                continue
+            if t <= 1.1 * min_iter:                                      # small slowdowns: S2 at once
+                now = _s2(job, costs, split, slow, t, min_iter, out, now)
+                level = 2
+        if policy == "ladder" and active and began is not None:
+            elapsed = now - began
+            if level == 1 and elapsed >= costs.dp_adjust_s(t, min_iter):
+                now = _s2(job, costs, split, slow, t, min_iter, out, now)
+                level = 2
+            elif level == 2 and elapsed >= costs.restart_s:
+                now += costs.restart_s
+                excluded, level, split = True, 4, job.even()
+                out.actions.append((now, "S4 restart"))
+        if not active and began is not None and seen_healed == detect_after:   # the fail-slow is over
+            if level == 2:
+                now += costs.dp_adjust_s(job.step_s(split, np.ones(job.dp)), min_iter)
+                split = job.even()
+                out.actions.append((now, "S2 undone"))
+            level, began = (4 if excluded else 1), None
+    out.finish_s = now
+    return out
+
+
+def _s2(job: Job, costs: Costs, split: np.ndarray, slow: np.ndarray, t: float, min_iter: float, out: Outcome,
+        now: float) -> float:
+    split[:] = rebalance_microbatches(job.microbatch_s * slow, job.microbatches)
+    now += costs.dp_adjust_s(t, min_iter)
+    out.actions.append((now, f"S2 rebalance {split.tolist()}"))
+    return now
+
+
+def recovered_share(job: Job, costs: Costs, policy: str, factor: float, duration_s: float,
+                    iterations: int | None = None, start_s: float = 600.0) -> float:
+    """Share of the time S1 loses to the fail-slow that ``policy`` wins back (1 = all, < 0 = worse)."""
+    base = job.step_s(job.even(), np.ones(job.dp))
+    n = iterations or int(math.ceil((start_s + duration_s * factor + 3600.0) / base))
+    healthy = n * base
+    lost_s1 = simulate(job, costs, "s1", n, 0, factor, start_s, duration_s).finish_s - healthy
+    lost = simulate(job, costs, policy, n, 0, factor, start_s, duration_s).finish_s - healthy
+    return (lost_s1 - lost) / lost_s1 if lost_s1 > 0 else 0.0

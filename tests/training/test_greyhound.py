@@ -1,0 +1,180 @@
+"""GreyHound: period finding, BOCD against a scalar reference, the paper's checks, the solvers against brute
+force, the ladder's simulation, and the tools."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from syslab.core.errors import InputError
+from syslab.training.greyhound import detect as D
+from syslab.training.greyhound import mitigate as M
+
+
+def test_autocorrelation_matches_the_direct_sum():
+    x = np.random.default_rng(0).normal(size=50)
+    xc = x - x.mean()
+    direct = np.array([np.dot(xc[: 50 - k], xc[k:]) for k in range(11)]) / np.dot(xc, xc)
+    assert np.allclose(D.autocorrelation(x, 10), direct)
+
+
+def test_period_and_iteration_times_from_a_call_log():
+    pattern = [4, 1, 1, 2, 7, 3]
+    ids = np.array([2, 1] + pattern * 30)                  # two stray calls before the loop settles
+    durations = np.random.default_rng(1).uniform(0.9, 1.1, 30)
+    ts = np.concatenate([[0.0, 0.05], 0.1 + np.repeat(np.r_[0, np.cumsum(durations)[:-1]], 6)
+                         + np.tile(np.linspace(0, 0.5, 6), 30)])
+    period, its = D.iteration_times(ids, ts)
+    assert period == 6 and np.allclose(its, durations[:-1])
+    with pytest.raises(InputError, match="no repeating pattern"):
+        D.iteration_times(np.random.default_rng(2).integers(0, 5, 100), np.arange(100.0))
+    with pytest.raises(InputError, match="timestamps"):
+        D.iteration_times(np.arange(5), np.arange(4.0))
+
+
+def _naive_bocd(z, hazard, max_run):
+    """Adams & MacKay, one point at a time with scipy's Student-t and explicit sufficient statistics."""
+    R = np.array([1.0])
+    params = [(0.0, 1.0, 1.0, 1.0)]
+    out = []
+    for x in z:
+        pred = np.array([stats.t.pdf(x, 2 * a, loc=m, scale=math.sqrt(b * (k + 1) / (a * k))) for m, k, a, b in params])
+        joint = R * pred
+        R = np.r_[joint.sum() * hazard, joint * (1 - hazard)]
+        params = [(0.0, 1.0, 1.0, 1.0)] + [((k * m + x) / (k + 1), k + 1, a + 0.5, b + k * (x - m) ** 2 / (2 * (k + 1)))
+                                           for m, k, a, b in params]
+        R = R / R.sum()
+        out.append(np.pad(R, (0, max(0, max_run + 1 - len(R))))[: max_run + 1])
+    return np.array(out)
+
+
+def test_bocd_posterior_matches_a_scalar_reference():
+    z = np.r_[np.random.default_rng(3).normal(0, 1, 25), np.random.default_rng(4).normal(4, 1, 15)]
+    cfg = D.BOCDConfig(hazard=1 / 30, max_run=60)
+    got = []
+    D.run_length_posteriors(z[None, :], cfg, lambda t, R: got.append(R[0].copy()))
+    assert np.allclose(np.array(got), _naive_bocd(z, cfg.hazard, cfg.max_run), atol=1e-9)
+
+
+def test_detect_finds_level_shifts_ignores_spikes_and_small_changes():
+    rng = np.random.default_rng(5)
+    x = rng.normal(1.0, 0.02, 800)
+    x[300:500] *= 1.3
+    x[[100, 200, 650]] *= 2.5                              # single-iteration spikes
+    x[600:] *= 1.05                                        # a 5% shift: below the paper's 10% check
+    cps = D.detect(x)[0]
+    assert [c.index for c in cps] == [300, 500]
+    assert cps[0].slowdown and not cps[1].slowdown
+    assert all(c.index <= c.detected_at <= c.index + 5 for c in cps)
+    assert cps[0].after == pytest.approx(1.3, rel=0.02)
+
+
+def test_detect_rejects_bad_series():
+    with pytest.raises(InputError):
+        D.detect(np.array([1.0, -1.0, 2.0, 1.0]))
+    with pytest.raises(InputError):
+        D.detect(np.array([1.0, 2.0]))
+
+
+def test_threshold_baseline_matches_its_definition():
+    x = np.random.default_rng(6).normal(1, 0.05, (3, 120))
+    x[0, 60] = 2.0
+    got = D.threshold_detect(x, window=10)
+    for row, alarms in zip(x, got, strict=True):
+        expect, above = [], False
+        for t in range(1, len(row)):
+            now = row[t] > 1.1 * np.median(row[max(0, t - 10): t])
+            if now and not above:
+                expect.append(t)
+            above = now
+        assert alarms == expect
+    assert 60 in got[0]
+
+
+def test_score_onsets_counts_hits_misses_and_false_alarms():
+    truth = [[D.FailSlow(100, 200, 1.3), D.FailSlow(500, 600, 1.3)], []]
+    s = D.score_onsets([[103, 150, 560], [40]], truth, 1000, tolerance=30)
+    assert (s.true_positives, s.missed, s.false_alarms) == (1, 1, 3) and s.delays == (3,)
+
+
+def test_synthetic_series_has_the_events_it_reports():
+    x, truth = D.synthetic_series(5, 1000, np.random.default_rng(7), spike_rate=0.0)
+    for row, events in zip(x, truth, strict=True):
+        for e in events:
+            assert 1.1 <= e.factor <= 1.6 and 20 <= e.end - e.start <= 400
+            assert np.median(row[e.start: e.end]) == pytest.approx(e.factor, rel=0.05)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.5, 3.0), min_size=2, max_size=4), st.integers(0, 6))
+def test_rebalance_is_optimal_against_brute_force(times, extra):
+    total = len(times) + extra
+    got = M.rebalance_microbatches(np.array(times), total)
+    assert got.sum() == total and (got >= 1).all()
+    best = min(max(n * t for n, t in zip(split, times, strict=True))
+               for split in itertools.product(range(1, total + 1), repeat=len(times)) if sum(split) == total)
+    assert max(got * np.array(times)) == pytest.approx(best)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.2, 2.0), st.floats(0.0, 3.0)), min_size=2, max_size=4), st.integers(0, 6))
+def test_repartition_is_optimal_against_brute_force(stages, extra):
+    a, b = np.array([s[0] for s in stages]), np.array([s[1] for s in stages])
+    layers = len(stages) + extra
+    got = M.repartition_layers(a, b, layers)
+    assert got.sum() == layers and (got >= 1).all()
+    best = min(max(k * x + y for k, x, y in zip(split, a, b, strict=True))
+               for split in itertools.product(range(1, layers + 1), repeat=len(stages)) if sum(split) == layers)
+    assert max(got * a + b) == pytest.approx(best)
+
+
+def test_s2_on_one_slow_rank():
+    split = M.rebalance_microbatches(np.r_[1.5, np.ones(7)] * 0.12, 64)
+    assert split[0] == 6 and split.sum() == 64 and max(split * np.r_[1.5, np.ones(7)]) == 9
+
+
+def test_simulation_policies():
+    job, costs = M.Job(), M.Costs()
+    healthy = job.step_s(job.even(), np.ones(job.dp))
+    n = 4000
+    s1 = M.simulate(job, costs, "s1", n, 0, 1.5, 600.0, 1800.0)
+    assert s1.actions == []
+    lost = s1.finish_s - n * healthy
+    slow = job.step_s(job.even(), np.r_[1.5, np.ones(7)])
+    assert lost == pytest.approx(1800.0 * (1 - healthy / slow), rel=0.01)   # the fail-slow's wall time, slowed
+    s4 = M.simulate(job, costs, "s4", n, 0, 1.5, 600.0, 1800.0)
+    assert [a for _, a in s4.actions] == ["detected, profiled", "S4 restart"]
+    ladder = M.simulate(job, costs, "ladder", n, 0, 1.5, 600.0, 60.0)        # short: S2, then undone
+    assert [a.split(" [")[0] for _, a in ladder.actions] == ["detected, profiled", "S2 rebalance", "S2 undone"]
+    quiet = M.simulate(job, costs, "ladder", 500, 0, 1.5, 1e9, 10.0)         # never slowed
+    assert quiet.actions == [] and quiet.finish_s == pytest.approx(500 * healthy)
+
+
+def test_cli_detect_and_period(tmp_path, capsys):
+    from syslab.cli import main
+
+    x = np.random.default_rng(8).normal(1.0, 0.02, 400)
+    x[200:] *= 1.5
+    p = tmp_path / "it.csv"
+    p.write_text("iter_time_s\n" + "\n".join(map(str, x)) + "\n")
+    with pytest.raises(SystemExit) as e:
+        main(["greyhound", "detect", "--iter-times", str(p), "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert e.value.code == 0 and [c["index"] for c in d["change_points"]] == [200]
+    assert set(d["change_points"][0]) == {"index", "detected_at", "before_s", "after_s"}
+    calls = tmp_path / "calls.csv"
+    calls.write_text("call_id,timestamp_s\n" + "\n".join(f"{i % 3},{i * 0.1}" for i in range(60)) + "\n")
+    with pytest.raises(SystemExit) as e:
+        main(["greyhound", "period", "--calls", str(calls), "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert e.value.code == 0 and d["period"] == 3 and np.allclose(d["iter_times_s"], 0.3)
+    p.write_text("seconds\n1.0\n")
+    with pytest.raises(SystemExit) as e:
+        main(["greyhound", "detect", "--iter-times", str(p)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "iter_time_s" in err and "Traceback" not in err
