@@ -178,3 +178,13 @@ def test_cli_detect_and_period(tmp_path, capsys):
         main(["greyhound", "detect", "--iter-times", str(p)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "iter_time_s" in err and "Traceback" not in err
+
+
+def test_communication_fail_slow_gets_a_pipeline_repartition():
+    job, costs = M.PipelineJob(), M.Costs()
+    slow = np.r_[1.0, 5.0, 1.0, 1.0]
+    split = job.mitigate(slow)
+    assert split.sum() == job.layers and split[1] < split[0]
+    assert job.step_s(split, slow) < job.step_s(job.even(), slow)
+    ladder = M.simulate(job, costs, "ladder", 3000, 1, 5.0, 600.0, 120.0)
+    assert [a.split(" [")[0] for _, a in ladder.actions] == ["detected, profiled", "S3 re-partition", "S3 undone"]

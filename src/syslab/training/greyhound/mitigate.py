@@ -127,8 +127,58 @@ class Job:
         base[: self.microbatches % self.dp] += 1
         return base
 
+    @property
+    def units(self) -> int:
+        return self.dp
+
     def step_s(self, split: np.ndarray, slow: np.ndarray) -> float:
+        """``slow``: each DP group's compute slowdown."""
         return float(np.max(split * self.microbatch_s * slow)) + self.allreduce_s
+
+    def mitigate(self, slow: np.ndarray) -> np.ndarray:
+        """S2: rebalance micro-batches for a computation fail-slow."""
+        return rebalance_microbatches(self.microbatch_s * slow, self.microbatches)
+
+    def adjust_s(self, costs: Costs, slow_iter_s: float, min_iter_s: float) -> float:
+        return costs.dp_adjust_s(slow_iter_s, min_iter_s)
+
+    name = "S2 rebalance"
+
+
+@dataclass(frozen=True)
+class PipelineJob:
+    """A pipeline-parallel job with 1F1B: ``stages`` stages split ``layers`` layers; per micro-batch a layer
+    costs ``layer_s`` (forward + backward) and a stage's activations and gradients cross its outgoing link
+    in ``comm_s``; a step is (micro-batches + stages - 1) x the slowest stage."""
+
+    stages: int = 4
+    layers: int = 32
+    microbatches: int = 16
+    layer_s: float = 0.008
+    comm_s: float = 0.006
+
+    @property
+    def units(self) -> int:
+        return self.stages
+
+    def even(self) -> np.ndarray:
+        base = np.full(self.stages, self.layers // self.stages)
+        base[: self.layers % self.stages] += 1
+        return base
+
+    def step_s(self, split: np.ndarray, slow: np.ndarray) -> float:
+        """``slow``: each stage link's communication slowdown."""
+        stage = split * self.layer_s + self.comm_s * slow
+        return float((self.microbatches + self.stages - 1) * np.max(stage))
+
+    def mitigate(self, slow: np.ndarray) -> np.ndarray:
+        """S3: re-partition layers for a communication fail-slow."""
+        return repartition_layers(np.full(self.stages, self.layer_s), self.comm_s * slow, self.layers)
+
+    def adjust_s(self, costs: Costs, slow_iter_s: float, min_iter_s: float) -> float:
+        return costs.pp_adjust_s
+
+    name = "S3 re-partition"
 
 
 @dataclass
@@ -139,25 +189,28 @@ class Outcome:
     iter_times: list[float] = field(default_factory=list)
 
 
-def simulate(job: Job, costs: Costs, policy: str, iterations: int, slow_rank: int, factor: float,
+def simulate(job: Job | PipelineJob, costs: Costs, policy: str, iterations: int, slow_rank: int, factor: float,
              start_s: float, duration_s: float, detect_after: int = 3) -> Outcome:
-    """Run ``iterations`` steps; rank ``slow_rank`` computes ``factor`` x slower from ``start_s`` for
-    ``duration_s`` (wall-clock). Policies: ``s1`` (do nothing), ``s4`` (restart at once on detection; the
-    restarted job no longer uses the slow GPU), ``ladder`` (GreyHound: S2 when the time since the slowdown
-    began reaches S2's cost, S4 when it reaches the restart's; S2 is undone when the fail-slow ends).
+    """Run ``iterations`` steps; unit ``slow_rank`` (a DP group's GPU for ``Job``, a stage's link for
+    ``PipelineJob``) is ``factor`` x slower from ``start_s`` for ``duration_s`` (wall-clock). Policies: ``s1``
+    (do nothing), ``s4`` (restart at once on detection; the restarted job no longer uses the slow part),
+    ``ladder`` (GreyHound: the job's adjustment, S2 for computation or S3 for communication, when the time
+    since the slowdown began reaches its cost, S4 when it reaches the restart's; the adjustment is undone when
+    the fail-slow ends).
     A change is detected ``detect_after`` iterations after it happens (the BOCD's typical delay on such
     series); each detected slowdown costs a profiling pause."""
     if policy not in ("s1", "s4", "ladder"):
         raise ValueError(policy)
     now, split = 0.0, job.even()
-    min_iter = job.step_s(split, np.ones(job.dp))
+    ones = np.ones(job.units)
+    min_iter = job.step_s(split, ones)
     out = Outcome(policy, 0.0)
     level, excluded = 1, False
     seen_slow = seen_healed = 0          # consecutive slow / healthy iterations since the last change
     began: float | None = None           # onset of the slowdown being handled
     for _ in range(iterations):
         active = start_s <= now < start_s + duration_s and not excluded
-        slow = np.ones(job.dp)
+        slow = ones.copy()
         if active:
             slow[slow_rank] = factor
         t = job.step_s(split, slow)
@@ -175,13 +228,13 @@ def simulate(job: Job, costs: Costs, policy: str, iterations: int, slow_rank: in
                 excluded = True
                 out.actions.append((now, "S4 restart"))
                 continue
-            if t <= 1.1 * min_iter:                                      # small slowdowns: S2 at once
-                now = _s2(job, costs, split, slow, t, min_iter, out, now)
+            if t <= 1.1 * min_iter:                                      # small slowdowns: adjust at once
+                now = _adjust(job, costs, split, slow, t, min_iter, out, now)
                 level = 2
         if policy == "ladder" and active and began is not None:
             elapsed = now - began
-            if level == 1 and elapsed >= costs.dp_adjust_s(t, min_iter):
-                now = _s2(job, costs, split, slow, t, min_iter, out, now)
+            if level == 1 and elapsed >= job.adjust_s(costs, t, min_iter):
+                now = _adjust(job, costs, split, slow, t, min_iter, out, now)
                 level = 2
             elif level == 2 and elapsed >= costs.restart_s:
                 now += costs.restart_s
@@ -189,26 +242,26 @@ def simulate(job: Job, costs: Costs, policy: str, iterations: int, slow_rank: in
                 out.actions.append((now, "S4 restart"))
         if not active and began is not None and seen_healed == detect_after:   # the fail-slow is over
             if level == 2:
-                now += costs.dp_adjust_s(job.step_s(split, np.ones(job.dp)), min_iter)
+                now += job.adjust_s(costs, job.step_s(split, ones), min_iter)
                 split = job.even()
-                out.actions.append((now, "S2 undone"))
+                out.actions.append((now, f"{job.name.split()[0]} undone"))
             level, began = (4 if excluded else 1), None
     out.finish_s = now
     return out
 
 
-def _s2(job: Job, costs: Costs, split: np.ndarray, slow: np.ndarray, t: float, min_iter: float, out: Outcome,
-        now: float) -> float:
-    split[:] = rebalance_microbatches(job.microbatch_s * slow, job.microbatches)
-    now += costs.dp_adjust_s(t, min_iter)
-    out.actions.append((now, f"S2 rebalance {split.tolist()}"))
+def _adjust(job: Job | PipelineJob, costs: Costs, split: np.ndarray, slow: np.ndarray, t: float, min_iter: float,
+            out: Outcome, now: float) -> float:
+    split[:] = job.mitigate(slow)
+    now += job.adjust_s(costs, t, min_iter)
+    out.actions.append((now, f"{job.name} {split.tolist()}"))
     return now
 
 
-def recovered_share(job: Job, costs: Costs, policy: str, factor: float, duration_s: float,
+def recovered_share(job: Job | PipelineJob, costs: Costs, policy: str, factor: float, duration_s: float,
                     iterations: int | None = None, start_s: float = 600.0) -> float:
     """Share of the time S1 loses to the fail-slow that ``policy`` wins back (1 = all, < 0 = worse)."""
-    base = job.step_s(job.even(), np.ones(job.dp))
+    base = job.step_s(job.even(), np.ones(job.units))
     n = iterations or int(math.ceil((start_s + duration_s * factor + 3600.0) / base))
     healthy = n * base
     lost_s1 = simulate(job, costs, "s1", n, 0, factor, start_s, duration_s).finish_s - healthy
