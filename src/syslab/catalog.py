@@ -51,6 +51,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("stragglers", "Stragglers what-if analysis", "OSDI 2025", "training", "REAL", "syslab.training.stragglers"),
     Entry("traincheck", "TrainCheck", "OSDI 2025", "training", "REAL", "syslab.training.traincheck", ("torch",)),
     Entry("greyhound", "GreyHound", "ATC 2025", "training", "HYBRID", "syslab.training.greyhound", ("torch",)),
+    Entry("mtuner", "mTuner", "ATC 2025", "training", "HYBRID", "syslab.training.mtuner", ("torch",)),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve"),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),

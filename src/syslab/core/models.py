@@ -88,6 +88,7 @@ HF = "Hugging Face config.json of the official release"
 MODELS: dict[str, Transformer] = {m.name: m for m in [
     Transformer("llama2-7b", 32, 4096, 32, 32, 11008, 32000, source=f"meta-llama/Llama-2-7b-hf {HF}"),
     Transformer("llama2-13b", 40, 5120, 40, 40, 13824, 32000, source=f"meta-llama/Llama-2-13b-hf {HF}"),
+    Transformer("llama-30b", 60, 6656, 52, 52, 17920, 32000, source=f"huggyllama/llama-30b {HF} (LLaMA-1 33B)"),
     Transformer("llama2-70b", 80, 8192, 64, 8, 28672, 32000, source=f"meta-llama/Llama-2-70b-hf {HF}"),
     Transformer("llama3-8b", 32, 4096, 32, 8, 14336, 128256, source=f"meta-llama/Meta-Llama-3-8B {HF}"),
     Transformer("llama3-70b", 80, 8192, 64, 8, 28672, 128256, source=f"meta-llama/Meta-Llama-3-70B {HF}"),
