@@ -9,7 +9,8 @@ from tests.conftest import need
 
 DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths", "kvcache-wild": None,
             "blitzscale": "azure_llm_2023", "nanoflow": None, "deepserve": None, "weaver": "azure_llm_2023",
-            "llmstation": None, "traincheck": None, "greyhound": "straggler_traces", "mtuner": None}
+            "llmstation": None, "traincheck": None, "greyhound": "straggler_traces", "mtuner": None,
+            "popfetcher": None}
 
 KNOWN_GAPS = {
     # Our FLOP-based cost model makes dataloader-order packing more imbalanced (~1.9) than the paper's
@@ -31,6 +32,14 @@ KNOWN_GAPS = {
     # 5.6 ms (band <= 5 ms), mostly the offloaded attention's share of the cold GPU.
     ("weaver", "hot-throughput"),
     ("weaver", "cold-overhead-ms"),
+    # The gathers overlap compute in our model and the best uniform configuration already caches what fits, so
+    # only memory-tight cases gain: 4% on average on PCIe (paper 28%), no different from NVLink.
+    ("mtuner", "avg-gain-pcie"),
+    ("mtuner", "nvlink-gain-smaller"),
+    # Our predictor (transition estimate blended with the window mean) does not beat last iteration's loads on
+    # either trace, and reaches 0.58 top-4 on the synthetic one.
+    ("popfetcher", "predictor-top4"),
+    ("popfetcher", "predictor-vs-last"),
 }
 
 # Claims measured on the wall clock of a shared 2-core machine, whose verdicts flip between runs of the same

@@ -52,6 +52,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("traincheck", "TrainCheck", "OSDI 2025", "training", "REAL", "syslab.training.traincheck", ("torch",)),
     Entry("greyhound", "GreyHound", "ATC 2025", "training", "HYBRID", "syslab.training.greyhound", ("torch",)),
     Entry("mtuner", "mTuner", "ATC 2025", "training", "HYBRID", "syslab.training.mtuner", ("torch",)),
+    Entry("popfetcher", "PopFetcher", "ATC 2025", "training", "HYBRID", "syslab.training.popfetcher", ("torch",)),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve"),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),
