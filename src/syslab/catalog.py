@@ -53,6 +53,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("greyhound", "GreyHound", "ATC 2025", "training", "HYBRID", "syslab.training.greyhound", ("torch",)),
     Entry("mtuner", "mTuner", "ATC 2025", "training", "HYBRID", "syslab.training.mtuner", ("torch",)),
     Entry("popfetcher", "PopFetcher", "ATC 2025", "training", "HYBRID", "syslab.training.popfetcher", ("torch",)),
+    Entry("jenga", "JENGA", "ATC 2025", "training", "REAL", "syslab.training.jenga", ("torch",)),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve"),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),

@@ -1,0 +1,36 @@
+"""JENGA: Enhancing LLM Long-Context Fine-tuning with Contextual Token Sparsity (ATC 2025).
+
+Tsinghua University and Microsoft Research; artifact Pairshoe/Jenga-AE (arXiv v1: LeMo, 2501.09767). Written
+from the paper's abstract, the artifact's structure as our notes describe it, and our notes; no artifact
+code is reused.
+
+**What it does.** Long-context fine-tuning is bound by activation memory. JENGA drops, per layer, the
+64-token blocks that a small learned predictor says receive little attention: only the kept tokens are
+projected, attended and saved for backward, while the others ride the residual stream; the MLP likewise runs
+on its most active tokens only.
+
+**What runs for real here (REAL, tiny scale).** Everything, on this CPU with torch (``model.py``): a tiny
+Llama-style model (8 layers, hidden 128, RoPE, SwiGLU, LoRA on q and v) briefly pre-trained on a SYNTHETIC
+long-context task, then LoRA fine-tuned dense and with JENGA's attention token elimination (oracle and
+trained-predictor block scores, RoPE at original positions, permutation-free) and MLP token sparsity;
+activation memory is measured exactly with ``torch.autograd.graph.saved_tensors_hooks``. Step times are CPU
+times, not GPU speed-ups. Segment-wise execution and the predictor's elastic pruning are not implemented.
+"""
+
+from syslab.core.claims import Fidelity, System
+from syslab.training.jenga import reproduce as _reproduction
+
+SYSTEM = System(
+    key="jenga",
+    name="JENGA",
+    paper="Jenga: Enhancing LLM Long-Context Fine-tuning with Contextual Token Sparsity",
+    venue="ATC 2025",
+    domain="training",
+    fidelity=Fidelity.REAL,
+    real="a tiny Llama with LoRA fine-tuned dense and with block-level token elimination and MLP token sparsity "
+         "on CPU; activation bytes measured from autograd's saved tensors",
+    modelled="nothing (toy scale; CPU step times)",
+    claims=_reproduction.CLAIMS,
+    reproduce=_reproduction.reproduce,
+    requires=("torch",),
+)

@@ -1,0 +1,72 @@
+"""JENGA: the sparse paths equal the dense one when nothing is dropped, kept blocks keep their order and
+positions, and dropping tokens saves activation memory."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from syslab.training.jenga import model as M  # noqa: E402
+from syslab.training.jenga import reproduce as R  # noqa: E402
+
+CFG = M.Config(vocab=32, hidden=32, heads=2, ffn=64, layers=3)
+
+
+def _x(n=256, seed=0):
+    return torch.randn(2, n, CFG.hidden, generator=torch.Generator().manual_seed(seed))
+
+
+def test_keeping_everything_is_the_dense_layer():
+    layer = M.TinyLlama(CFG).layers[0]
+    x = _x()
+    dense = layer(x)
+    assert torch.allclose(layer(x, kept=torch.arange(256)), dense, atol=1e-6)
+    assert torch.allclose(layer(x, mlp_keep=1.0), dense, atol=1e-6)
+
+
+def test_kept_tokens_attend_as_in_the_full_sequence_restricted_to_them():
+    layer = M.TinyLlama(CFG).layers[0]
+    x = _x()
+    kept = torch.cat([torch.arange(0, 64), torch.arange(192, 256)])
+    got = layer.attention(x[:, kept], kept)
+    # reference: full attention with the dropped keys masked out, read at the kept queries
+    n = 256
+    keep_mask = torch.zeros(n, dtype=torch.bool)
+    keep_mask[kept] = True
+    xn = M.rms_norm(x, layer.n1, CFG.eps)
+    q, k, v = layer.qkv(xn).split(CFG.hidden, dim=-1)
+    lora = torch.einsum("bnh,khr,krd->kbnd", xn, layer.lora_a, layer.lora_b)
+    q, v = q + lora[0], v + lora[1]
+    heads = lambda t: t.view(2, n, CFG.heads, CFG.head_dim).transpose(1, 2)  # noqa: E731
+    pos = torch.arange(n)
+    q, k, v = M.rope(heads(q), pos), M.rope(heads(k), pos), heads(v)
+    mask = (pos[:, None] >= pos[None, :]) & keep_mask[None, :]
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    ref = layer.o(ref.transpose(1, 2).reshape(2, n, CFG.hidden))[:, kept]
+    assert torch.allclose(got, ref, atol=1e-5)
+
+
+def test_kept_blocks_are_ordered_and_keep_the_ends():
+    scores = torch.tensor([0.1, 5.0, 0.2, 4.0, 0.3, 3.0, 0.4, 0.05])
+    idx = M.kept_tokens(scores, 0.5, 8 * M.BLOCK)
+    blocks = sorted(set((idx // M.BLOCK).tolist()))
+    assert blocks == [0, 1, 3, 7] and torch.equal(idx, idx.sort().values)
+    assert len(idx) == 4 * M.BLOCK
+
+
+def test_dropping_tokens_saves_activation_memory_and_keeps_the_loss_finite():
+    model = M.TinyLlama(CFG)
+    tokens = R.task_batch(CFG, 2, 256, torch.Generator().manual_seed(1))
+    dense, loss_d = R.saved_bytes(lambda: R.lm_loss(model, tokens))
+    plan = [(None, None), (torch.arange(128), 0.5), (None, None)]
+    sparse, loss_s = R.saved_bytes(lambda: R.lm_loss(model, tokens, plan))
+    assert sparse < dense and torch.isfinite(loss_s)
+    loss_s.backward()
+    assert all(p.grad is not None for p in model.lora_parameters()[2:4])   # the sparse layer still trains
+
+
+def test_predictor_and_recall():
+    pred = M.BlockPredictor(CFG.hidden)
+    out = pred(_x(512))
+    assert out.shape == (8,) and torch.isfinite(out).all()
+    truth = torch.arange(8.0)
+    assert M.recall(truth, truth, 0.5) == 1.0 and M.recall(-truth, truth, 0.5) == 0.0
