@@ -70,3 +70,16 @@ def test_predictor_and_recall():
     assert out.shape == (8,) and torch.isfinite(out).all()
     truth = torch.arange(8.0)
     assert M.recall(truth, truth, 0.5) == 1.0 and M.recall(-truth, truth, 0.5) == 0.0
+
+
+def test_segment_wise_mlp_gives_the_same_result_and_gradients_with_less_saved():
+    model = M.TinyLlama(CFG)
+    tokens = R.task_batch(CFG, 2, 256, torch.Generator().manual_seed(2))
+    whole, loss_a = R.saved_bytes(lambda: R.lm_loss(model, tokens))
+    loss_a.backward()
+    grads_a = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    seg, loss_b = R.saved_bytes(lambda: R.lm_loss(model, tokens, segments=4))
+    loss_b.backward()
+    assert seg < whole and torch.allclose(loss_a, loss_b, atol=1e-6)
+    assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in zip(grads_a, model.parameters(), strict=True))

@@ -14,7 +14,8 @@ Llama-style model (8 layers, hidden 128, RoPE, SwiGLU, LoRA on q and v) briefly 
 long-context task, then LoRA fine-tuned dense and with JENGA's attention token elimination (oracle and
 trained-predictor block scores, RoPE at original positions, permutation-free) and MLP token sparsity;
 activation memory is measured exactly with ``torch.autograd.graph.saved_tensors_hooks``. Step times are CPU
-times, not GPU speed-ups. Segment-wise execution and the predictor's elastic pruning are not implemented.
+times, not GPU speed-ups. Segment-wise execution runs the MLP checkpointed over token segments; the
+predictor's elastic pruning is not implemented.
 """
 
 from syslab.core.claims import Fidelity, System

@@ -10,6 +10,8 @@ token sparsity, plus the block-score oracle and predictor.
   (||SiLU(gate)||_2 + ||up||_2, as in the artifact), and the MLP runs with autograd on the top ``keep``
   fraction of tokens only; the rest get a zero MLP update. (The artifact does this in one custom autograd
   function; a no-grad scoring pass followed by the kept tokens' ordinary forward saves the same tensors.)
+* **Segment-wise execution**: the MLP over token segments, each checkpointed, so only segment inputs are
+  saved (the artifact's segment-based kernels cut peak memory the same way).
 * **Block scores**: the oracle sums the real attention probabilities (over heads and queries) that each key
   block receives; the predictor is a small two-tower MLP on block-pooled hidden states whose Q-hat K-hat^T
   block map is trained to match the oracle's (the artifact's predictor has the same two-path shape).
@@ -94,9 +96,18 @@ class Layer(nn.Module):
         gate, up = self.gate_up(rms_norm(x, self.n2, self.cfg.eps)).chunk(2, dim=-1)
         return self.down(F.silu(gate) * up)
 
-    def forward(self, x: Tensor, kept: Tensor | None = None, mlp_keep: float | None = None) -> Tensor:
+    def segmented_mlp(self, x: Tensor, segments: int) -> Tensor:
+        """Segment-wise execution: the MLP over ``segments`` chunks of tokens, each checkpointed, so only the
+        chunks' inputs are saved and one chunk's intermediates exist at a time in the backward."""
+        from torch.utils.checkpoint import checkpoint
+
+        parts = [checkpoint(self.mlp, chunk, use_reentrant=False) for chunk in x.chunk(segments, dim=1)]
+        return torch.cat(parts, dim=1)
+
+    def forward(self, x: Tensor, kept: Tensor | None = None, mlp_keep: float | None = None,
+                segments: int = 1) -> Tensor:
         """``kept``: sorted token indices that take part in attention (None: all); ``mlp_keep``: the fraction
-        of tokens the MLP runs on (None: all)."""
+        of tokens the MLP runs on (None: all); ``segments``: run the MLP segment-wise (1: at once)."""
         n = x.shape[1]
         if kept is None:
             x = x + self.attention(x, torch.arange(n))
@@ -104,15 +115,16 @@ class Layer(nn.Module):
             update = torch.zeros_like(x)
             update[:, kept] = self.attention(x[:, kept], kept)
             x = x + update
+        mlp = self.mlp if segments <= 1 else (lambda t: self.segmented_mlp(t, segments))
         if mlp_keep is None:
-            return x + self.mlp(x)
+            return x + mlp(x)
         with torch.no_grad():                                    # score every token, build no graph
             gate, up = self.gate_up(rms_norm(x, self.n2, self.cfg.eps)).chunk(2, dim=-1)
             score = F.silu(gate).norm(dim=-1) + up.norm(dim=-1)  # [batch, tokens]
             k = max(1, int(round(mlp_keep * n)))
             top = score.sum(0).topk(k).indices.sort().values   # shared across the batch, order kept
         update = torch.zeros_like(x)
-        update[:, top] = self.mlp(x[:, top])
+        update[:, top] = mlp(x[:, top])
         return x + update
 
 
@@ -130,7 +142,7 @@ class TinyLlama(nn.Module):
         return [p for layer in self.layers for p in (layer.lora_a, layer.lora_b)]
 
     def forward(self, tokens: Tensor, plan: list[tuple[Tensor | None, float | None]] | None = None,
-                scores=None) -> Tensor:
+                scores=None, segments: int = 1) -> Tensor:
         """Logits; ``plan[i]`` = (kept token indices, MLP keep fraction) for layer i, or ``scores(i, x)``
         returning the kept indices from the hidden state entering layer i (oracle or predictor)."""
         x = self.embed(tokens)
@@ -138,7 +150,7 @@ class TinyLlama(nn.Module):
             kept, mlp_keep = plan[i] if plan is not None else (None, None)
             if isinstance(kept, str):                        # "predict": ask ``scores`` now
                 kept = scores(i, x)
-            x = layer(x, kept, mlp_keep)
+            x = layer(x, kept, mlp_keep, segments)
         return rms_norm(x, self.norm, self.cfg.eps) @ self.head.weight.T
 
 
