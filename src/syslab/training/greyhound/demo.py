@@ -10,15 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import time
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from syslab.core.gloo import free_port, init_local
 
 
 def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str) -> None:
@@ -26,9 +20,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
     import torch.distributed as dist
     import torch.nn as nn
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    init_local(rank, world, port)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
     ddp = nn.parallel.DistributedDataParallel(model, bucket_cap_mb=0.01)     # several buckets per step
@@ -83,7 +75,7 @@ def main() -> None:
     ap.add_argument("--world", type=int, default=4)
     ap.add_argument("--slow-rank", type=int, default=2)
     a = ap.parse_args()
-    mp.spawn(_worker, args=(a.world, _free_port(), a, a.out), nprocs=a.world, join=True)
+    mp.spawn(_worker, args=(a.world, free_port(), a, a.out), nprocs=a.world, join=True)
 
 
 if __name__ == "__main__":

@@ -12,16 +12,9 @@ Run as ``python -m syslab.training.mtuner.demo OUT.json``.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from syslab.core.gloo import free_port, init_local
 
 HIDDEN, LAYERS, RANK_LORA, BATCH, SEQ = 64, 4, 4, 4, 16
 
@@ -70,9 +63,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     import torch
     import torch.distributed as dist
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    init_local(rank, world, port)
     base, lora = _model_weights()
     rows = HIDDEN // world
     shards = [w[rank * rows: (rank + 1) * rows].clone() for w in base]
@@ -136,7 +127,7 @@ def run_demo(out: str, timeout_s: float = 120.0) -> dict:
 def main() -> None:
     import torch.multiprocessing as mp
 
-    mp.spawn(_worker, args=(2, _free_port(), sys.argv[1]), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), sys.argv[1]), nprocs=2, join=True)
 
 
 if __name__ == "__main__":
