@@ -181,6 +181,68 @@ class PipelineJob:
     name = "S3 re-partition"
 
 
+@dataclass(frozen=True)
+class HybridJob:
+    """A DP x PP job: ``dp`` data-parallel groups, each a ``pp``-stage 1F1B pipeline over ``layers`` layers,
+    sharing ``microbatches`` per step; GPU (i, s) is stage s of group i, link (i, s) its outgoing link. A step
+    lasts as long as the slowest group's pipeline, (its micro-batches + pp - 1) x its slowest stage, then the
+    gradient all-reduce. ``kind`` says what the fail-slow hits: ``comp`` (a GPU computes slower; the ladder's
+    adjustment is S2, rebalancing micro-batches across DP groups by their per-micro-batch time) or ``comm`` (a
+    link is slower; S3, re-partitioning layers across stages, the same partition in every group)."""
+
+    kind: str = "comp"
+    dp: int = 4
+    pp: int = 4
+    layers: int = 32
+    microbatches: int = 64
+    layer_s: float = 0.008
+    comm_s: float = 0.006
+    allreduce_s: float = 0.04
+
+    @property
+    def units(self) -> int:
+        return self.dp * self.pp
+
+    def even(self) -> np.ndarray:
+        """The configuration: micro-batches per DP group (comp) or layers per stage (comm)."""
+        n, total = (self.dp, self.microbatches) if self.kind == "comp" else (self.pp, self.layers)
+        base = np.full(n, total // n)
+        base[: total % n] += 1
+        return base
+
+    def _stage_s(self, layers: np.ndarray, slow: np.ndarray) -> np.ndarray:
+        """Per group and stage, one micro-batch's time: [dp, pp]."""
+        s = slow.reshape(self.dp, self.pp)
+        compute = layers[None, :] * self.layer_s * (s if self.kind == "comp" else 1.0)
+        return compute + self.comm_s * (s if self.kind == "comm" else 1.0)
+
+    def _split(self, config: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.kind == "comp":
+            layers = np.full(self.pp, self.layers // self.pp)
+            layers[: self.layers % self.pp] += 1
+            return config, layers
+        return np.full(self.dp, self.microbatches // self.dp), config
+
+    def step_s(self, config: np.ndarray, slow: np.ndarray) -> float:
+        micro, layers = self._split(config)
+        per_micro = self._stage_s(layers, slow).max(axis=1)                   # each group's slowest stage
+        return float(np.max((micro + self.pp - 1) * per_micro)) + self.allreduce_s
+
+    def mitigate(self, slow: np.ndarray) -> np.ndarray:
+        if self.kind == "comp":                                                # S2 across DP groups
+            _, layers = self._split(self.even())
+            return rebalance_microbatches(self._stage_s(layers, slow).max(axis=1), self.microbatches)
+        worst_comm = self.comm_s * slow.reshape(self.dp, self.pp).max(axis=0)  # S3: one partition for all
+        return repartition_layers(np.full(self.pp, self.layer_s), worst_comm, self.layers)
+
+    def adjust_s(self, costs: Costs, slow_iter_s: float, min_iter_s: float) -> float:
+        return costs.dp_adjust_s(slow_iter_s, min_iter_s) if self.kind == "comp" else costs.pp_adjust_s
+
+    @property
+    def name(self) -> str:
+        return "S2 rebalance" if self.kind == "comp" else "S3 re-partition"
+
+
 @dataclass
 class Outcome:
     policy: str
@@ -189,10 +251,13 @@ class Outcome:
     iter_times: list[float] = field(default_factory=list)
 
 
-def simulate(job: Job | PipelineJob, costs: Costs, policy: str, iterations: int, slow_rank: int, factor: float,
+AnyJob = Job | PipelineJob | HybridJob
+
+
+def simulate(job: AnyJob, costs: Costs, policy: str, iterations: int, slow_rank: int, factor: float,
              start_s: float, duration_s: float, detect_after: int = 3) -> Outcome:
     """Run ``iterations`` steps; unit ``slow_rank`` (a DP group's GPU for ``Job``, a stage's link for
-    ``PipelineJob``) is ``factor`` x slower from ``start_s`` for ``duration_s`` (wall-clock). Policies: ``s1``
+    ``PipelineJob``, GPU or link ``group x pp + stage`` for ``HybridJob``) is ``factor`` x slower from ``start_s`` for ``duration_s`` (wall-clock). Policies: ``s1``
     (do nothing), ``s4`` (restart at once on detection; the restarted job no longer uses the slow part),
     ``ladder`` (GreyHound: the job's adjustment, S2 for computation or S3 for communication, when the time
     since the slowdown began reaches its cost, S4 when it reaches the restart's; the adjustment is undone when
@@ -250,7 +315,7 @@ def simulate(job: Job | PipelineJob, costs: Costs, policy: str, iterations: int,
     return out
 
 
-def _adjust(job: Job | PipelineJob, costs: Costs, split: np.ndarray, slow: np.ndarray, t: float, min_iter: float,
+def _adjust(job: AnyJob, costs: Costs, split: np.ndarray, slow: np.ndarray, t: float, min_iter: float,
             out: Outcome, now: float) -> float:
     split[:] = job.mitigate(slow)
     now += job.adjust_s(costs, t, min_iter)
@@ -258,7 +323,7 @@ def _adjust(job: Job | PipelineJob, costs: Costs, split: np.ndarray, slow: np.nd
     return now
 
 
-def recovered_share(job: Job | PipelineJob, costs: Costs, policy: str, factor: float, duration_s: float,
+def recovered_share(job: AnyJob, costs: Costs, policy: str, factor: float, duration_s: float,
                     iterations: int | None = None, start_s: float = 600.0) -> float:
     """Share of the time S1 loses to the fail-slow that ``policy`` wins back (1 = all, < 0 = worse)."""
     base = job.step_s(job.even(), np.ones(job.units))
