@@ -257,8 +257,9 @@ AnyJob = Job | PipelineJob | HybridJob
 def simulate(job: AnyJob, costs: Costs, policy: str, iterations: int, slow_rank: int, factor: float,
              start_s: float, duration_s: float, detect_after: int = 3) -> Outcome:
     """Run ``iterations`` steps; unit ``slow_rank`` (a DP group's GPU for ``Job``, a stage's link for
-    ``PipelineJob``, GPU or link ``group x pp + stage`` for ``HybridJob``) is ``factor`` x slower from ``start_s`` for ``duration_s`` (wall-clock). Policies: ``s1``
-    (do nothing), ``s4`` (restart at once on detection; the restarted job no longer uses the slow part),
+    ``PipelineJob``, GPU or link ``group x pp + stage`` for ``HybridJob``) is ``factor`` x slower from
+    ``start_s`` for ``duration_s`` (wall-clock). Policies: ``s1`` (do nothing), ``s4`` (restart at once on
+    detection; the restarted job no longer uses the slow part),
     ``ladder`` (GreyHound: the job's adjustment, S2 for computation or S3 for communication, when the time
     since the slowdown began reaches its cost, S4 when it reaches the restart's; the adjustment is undone when
     the fail-slow ends).
