@@ -9,6 +9,9 @@ ARGS ?=
 # `make run EXTRAS=` installs without it (those systems are then reported as unavailable).
 EXTRAS ?= torch
 comma := ,
+# the datasets: $SYSLAB_DATA if set, else the shared folder beside the checkout when there is one
+SYSLAB_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data))
+export SYSLAB_DATA
 
 .PHONY: run test lint bench clean
 
