@@ -188,3 +188,16 @@ def test_communication_fail_slow_gets_a_pipeline_repartition():
     assert job.step_s(split, slow) < job.step_s(job.even(), slow)
     ladder = M.simulate(job, costs, "ladder", 3000, 1, 5.0, 600.0, 120.0)
     assert [a.split(" [")[0] for _, a in ladder.actions] == ["detected, profiled", "S3 re-partition", "S3 undone"]
+
+
+@pytest.mark.parametrize("kind, factor, action", [("comp", 1.5, "S2 rebalance"), ("comm", 5.0, "S3 re-partition")])
+def test_hybrid_dp_pp_job_gets_the_matching_adjustment(kind, factor, action):
+    job, costs = M.HybridJob(kind), M.Costs()
+    slow = np.ones(job.units)
+    slow[5] = factor                                                   # group 1, stage 1
+    config = job.mitigate(slow)
+    assert config.sum() == (job.microbatches if kind == "comp" else job.layers)
+    assert job.step_s(config, slow) < job.step_s(job.even(), slow)
+    assert job.step_s(job.even(), np.ones(job.units)) < job.step_s(job.even(), slow)
+    run = M.simulate(job, costs, "ladder", 3000, 5, factor, 600.0, 60.0)
+    assert [a.split(" [")[0] for _, a in run.actions][:2] == ["detected, profiled", action]
