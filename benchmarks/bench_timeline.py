@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from syslab.core.timeline import schedule
-from syslab.training.pipeline import one_f_one_b
+from syslab.training.pipeline import activation_peaks, interleaved, one_f_one_b, validate
 
 if __name__ == "__main__":
     rng = np.random.default_rng(0)
@@ -24,3 +24,15 @@ if __name__ == "__main__":
         t3 = time.perf_counter()
         print(f"{pp:>6} {m:>13} {len(ops):>7} {t1 - t0:>8.3f} {t2 - t1:>10.3f} {t3 - t2:>15.3f}")
     print("cost is linear in ops + dependency edges (one Kahn pass)")
+    print("\ninterleaved 1F1B (2 chunks per stage), with validation and memory accounting")
+    for pp, m in ((8, 64), (32, 256)):
+        f = rng.uniform(0.5, 1.5, (pp, m))
+        t0 = time.perf_counter()
+        s = schedule(interleaved(f, 2 * f, 2, p2p_s=0.01))
+        t1 = time.perf_counter()
+        problems = validate(s)
+        peak = activation_peaks(s, 0.5)["stage0"]                 # in stage-activations (1F1B's stage 0: pp)
+        t2 = time.perf_counter()
+        print(f"{pp:>6} stages x {m:>4} micro-batches: build + schedule {t1 - t0:.3f} s, validate + memory "
+              f"{t2 - t1:.3f} s ({len(problems)} problems; stage 0 holds {peak:g} micro-batches' activations, "
+              f"1F1B {pp})")

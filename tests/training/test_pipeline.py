@@ -42,3 +42,50 @@ def test_1f1b_respects_pipeline_dependencies(pp, m, seed):
 def test_shape_mismatch_is_an_input_error():
     with pytest.raises(InputError):
         one_f_one_b(np.ones((2, 3)), np.ones((3, 2)))
+
+
+# --- interleaved 1F1B, memory, validation, bubbles ----------------------------------------------------------
+
+from syslab.training import pipeline as P  # noqa: E402
+
+
+@pytest.mark.parametrize("pp, v, m", [(2, 2, 4), (4, 2, 8), (4, 3, 12), (3, 2, 3)])
+def test_interleaved_order_runs_every_chunk_and_microbatch_once(pp, v, m):
+    for s in range(pp):
+        order = P.interleaved_order(s, pp, v, m)
+        assert sorted(x for x in order if x[0] == "F") == [("F", c, j) for c in range(v) for j in range(m)]
+        assert sorted(x for x in order if x[0] == "B") == [("B", c, j) for c in range(v) for j in range(m)]
+    sch = P.interleaved_schedule(np.ones((pp, m)), 2 * np.ones((pp, m)), v, p2p_s=0.1)
+    assert P.validate(sch) == []
+
+
+def test_interleaved_shrinks_the_bubble_by_the_number_of_chunks():
+    pp, v, m, f, b = 4, 2, 8, 1.0, 2.0
+    one = P.one_f_one_b_schedule(np.full((pp, m), f), np.full((pp, m), b))
+    inter = P.interleaved_schedule(np.full((pp, m), f), np.full((pp, m), b), v)
+    assert one.makespan == pytest.approx(m * (f + b) + (pp - 1) * (f + b))
+    assert inter.makespan == pytest.approx(m * (f + b) + (pp - 1) * (f + b) / v)
+    bubbles = P.bubble_fraction(one)
+    assert bubbles["stage0"] == pytest.approx((pp - 1) / (m + pp - 1))
+
+
+def test_activation_peaks_of_1f1b_and_interleaved():
+    pp, m, v = 4, 8, 2
+    one = P.one_f_one_b_schedule(np.ones((pp, m)), 2 * np.ones((pp, m)))
+    peaks = P.activation_peaks(one)
+    assert [peaks[f"stage{s}"] for s in range(pp)] == [min(pp - s, m) for s in range(pp)]
+    inter = P.interleaved_schedule(np.ones((pp, m)), 2 * np.ones((pp, m)), v)
+    # each chunk's forward holds 1/v of a stage's activations: stage 0 holds warm-up + 1 of them at its peak
+    ipeaks = P.activation_peaks(inter, 1.0 / v)
+    assert ipeaks["stage0"] == pytest.approx(((pp - 1) * 2 + (v - 1) * pp + 1) / v)
+    assert P.validate(one, memory_limit=pp) == []
+    assert any("above the limit" in p for p in P.validate(one, memory_limit=pp - 1))
+
+
+def test_validate_catches_broken_schedules():
+    sch = P.one_f_one_b_schedule(np.ones((2, 2)), np.ones((2, 2)))
+    sch.start["B0.0"] = 0.0                                   # before its dependency and on top of F0.0
+    problems = P.validate(sch)
+    assert any("before its dependency" in p for p in problems) and any("overlap" in p for p in problems)
+    with pytest.raises(InputError, match="multiple"):
+        P.interleaved_order(0, 4, 2, 6)

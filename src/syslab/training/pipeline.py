@@ -4,6 +4,15 @@
 runs min(p - s - 1, m) warm-up forwards, then alternates one forward and one backward, then drains the
 remaining backwards. Micro-batch j's forward on stage s waits for its forward on stage s - 1; its backward
 waits for its backward on stage s + 1 (the last stage: for its own forward). Scheduling is O(p x m).
+
+Interleaved 1F1B (Megatron-LM's virtual pipeline, same paper, §2.2.2): each stage holds ``v`` model chunks,
+virtual stage ``c x p + s`` being chunk c on stage s; forwards walk the chunks in groups of p micro-batches,
+with (p - s - 1) x 2 + (v - 1) x p warm-up forwards; its bubble is (p - 1) / (v m) of the ideal time rather
+than (p - 1) / m.
+
+``activation_peaks`` accounts activation memory per stage (a forward holds its micro-batch's activations until
+the matching backward), ``validate`` checks a scheduled iteration (every op after its dependencies, one op at
+a time per stage, memory within a limit), and ``bubble_fraction`` reports each stage's idle share.
 """
 
 from __future__ import annotations
@@ -49,3 +58,124 @@ def one_f_one_b(forward_s: np.ndarray, backward_s: np.ndarray, p2p_s: float = 0.
 
 def one_f_one_b_schedule(forward_s: np.ndarray, backward_s: np.ndarray, p2p_s: float = 0.0) -> Schedule:
     return schedule(one_f_one_b(forward_s, backward_s, p2p_s))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Interleaved 1F1B
+# ---------------------------------------------------------------------------------------------------------
+
+
+def interleaved_order(stage: int, pp: int, chunks: int, microbatches: int) -> list[tuple[str, int, int]]:
+    """Compute order on ``stage`` of Megatron's interleaved schedule: ("F" | "B", chunk, micro-batch)."""
+    if microbatches % pp:
+        raise InputError(f"{microbatches} micro-batches is not a multiple of {pp} stages.", field="microbatches",
+                         fix="the interleaved schedule needs micro-batches divisible by the pipeline size.")
+    total = chunks * microbatches
+
+    def item(k: int, forward: bool) -> tuple[str, int, int]:
+        chunk = (k // pp) % chunks
+        mb = (k // (pp * chunks)) * pp + k % pp
+        return ("F", chunk, mb) if forward else ("B", chunks - 1 - chunk, mb)
+
+    warmup = min(total, (pp - stage - 1) * 2 + (chunks - 1) * pp)
+    order = [item(k, True) for k in range(warmup)]
+    for k in range(total - warmup):
+        order += [item(warmup + k, True), item(k, False)]
+    return order + [item(k, False) for k in range(total - warmup, total)]
+
+
+def interleaved(forward_s: np.ndarray, backward_s: np.ndarray, chunks: int, p2p_s: float = 0.0) -> list[Op]:
+    """Ops of one interleaved-1F1B iteration. ``forward_s[s, j]`` / ``backward_s[s, j]``: the *whole stage's*
+    time for micro-batch j (each chunk takes 1 / ``chunks`` of it)."""
+    fwd, bwd = np.asarray(forward_s, dtype=np.float64), np.asarray(backward_s, dtype=np.float64)
+    pp, m = fwd.shape
+    last = pp * chunks - 1
+    ops: list[Op] = []
+    for s in range(pp):
+        for kind, c, j in interleaved_order(s, pp, chunks, m):
+            vs = c * pp + s                                     # the virtual stage
+            if kind == "F":
+                deps = (f"send-F{vs - 1}.{j}",) if vs > 0 else ()
+                ops.append(Op(f"F{vs}.{j}", float(fwd[s, j]) / chunks, f"stage{s}", deps, "forward",
+                              {"stage": s, "chunk": c, "mb": j}))
+                if vs < last:
+                    ops.append(Op(f"send-F{vs}.{j}", p2p_s, None, (f"F{vs}.{j}",), "p2p"))
+            else:
+                deps = (f"send-B{vs + 1}.{j}",) if vs < last else (f"F{vs}.{j}",)
+                ops.append(Op(f"B{vs}.{j}", float(bwd[s, j]) / chunks, f"stage{s}", deps, "backward",
+                              {"stage": s, "chunk": c, "mb": j}))
+                if vs > 0:
+                    ops.append(Op(f"send-B{vs}.{j}", p2p_s, None, (f"B{vs}.{j}",), "p2p"))
+    return ops
+
+
+def interleaved_schedule(forward_s: np.ndarray, backward_s: np.ndarray, chunks: int, p2p_s: float = 0.0) -> Schedule:
+    return schedule(interleaved(forward_s, backward_s, chunks, p2p_s))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Memory, validation, bubbles
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _key(name: str) -> tuple[str, str] | None:
+    """("F" | "B", "<virtual stage>.<micro-batch>") for compute ops, None for transfers."""
+    if name[0] in "FB" and name[1:2].isdigit():
+        return name[0], name[1:]
+    return None
+
+
+def activation_peaks(sch: Schedule, activation_bytes: float | dict[str, float] = 1.0) -> dict[str, float]:
+    """Peak activation memory per stage: each forward adds its micro-batch's activations (``activation_bytes``
+    per forward op, or per op name) and the matching backward frees them at its end."""
+    events: dict[str, list[tuple[float, float]]] = {}
+    for name, op in sch.ops.items():
+        k = _key(name)
+        if k is None or op.resource is None:
+            continue
+        size = activation_bytes.get("F" + k[1], 0.0) if isinstance(activation_bytes, dict) else activation_bytes
+        if k[0] == "F":
+            events.setdefault(op.resource, []).append((sch.start[name], +size))
+        else:
+            events.setdefault(op.resource, []).append((sch.end[name], -size))
+    peaks = {}
+    for resource, ev in events.items():
+        level = peak = 0.0
+        for _, delta in sorted(ev, key=lambda e: (e[0], e[1])):       # frees before allocations at a tie
+            level += delta
+            peak = max(peak, level)
+        peaks[resource] = peak
+    return peaks
+
+
+def validate(sch: Schedule, memory_limit: float | None = None, activation_bytes: float = 1.0,
+             tol: float = 1e-9) -> list[str]:
+    """Problems with a scheduled iteration (an empty list if none): an op starting before a dependency ends,
+    two ops overlapping on one stage, a backward without its forward, or a stage over ``memory_limit``."""
+    problems = []
+    for name, op in sch.ops.items():
+        for d in op.deps:
+            if sch.start[name] < sch.end[d] - tol:
+                problems.append(f"{name} starts before its dependency {d} ends")
+        k = _key(name)
+        if k is not None and k[0] == "B" and f"F{k[1]}" not in sch.ops:
+            problems.append(f"{name} has no forward")
+    by_res: dict[str, list[str]] = {}
+    for name, op in sch.ops.items():
+        if op.resource is not None:
+            by_res.setdefault(op.resource, []).append(name)
+    for resource, names in by_res.items():
+        names.sort(key=lambda n: sch.start[n])
+        for a, b in zip(names, names[1:], strict=False):
+            if sch.start[b] < sch.end[a] - tol:
+                problems.append(f"{a} and {b} overlap on {resource}")
+    if memory_limit is not None:
+        for resource, peak in activation_peaks(sch, activation_bytes).items():
+            if peak > memory_limit + tol:
+                problems.append(f"{resource} holds {peak:g} of activations, above the limit {memory_limit:g}")
+    return problems
+
+
+def bubble_fraction(sch: Schedule) -> dict[str, float]:
+    """Each stage's idle share of the iteration (1 - busy / makespan)."""
+    return {r: 1.0 - u for r, u in sch.utilisation().items()}
