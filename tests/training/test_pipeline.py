@@ -89,3 +89,28 @@ def test_validate_catches_broken_schedules():
     assert any("before its dependency" in p for p in problems) and any("overlap" in p for p in problems)
     with pytest.raises(InputError, match="multiple"):
         P.interleaved_order(0, 4, 2, 6)
+
+
+@pytest.mark.parametrize("pp, m", [(2, 4), (4, 8), (8, 32)])
+def test_zero_bubble_is_valid_within_1f1b_memory_and_beats_1f1b(pp, m):
+    ones = np.ones((pp, m))
+    zb = P.zero_bubble_schedule(ones, ones, ones, p2p_s=0.0)
+    assert P.validate(zb) == []
+    assert sum(1 for n in zb.ops if n[0] in "FBW" and n[1].isdigit()) == 3 * pp * m
+    for s in range(pp):
+        for j in range(m):
+            assert zb.start[f"W{s}.{j}"] >= zb.end[f"B{s}.{j}"]
+    one = P.one_f_one_b_schedule(ones, 2 * ones)
+    peaks, one_peaks = P.activation_peaks(zb), P.activation_peaks(one)
+    assert all(peaks[r] <= one_peaks[r] for r in one_peaks)
+    assert 3 * m + (pp - 1) <= zb.makespan < one.makespan                 # H1's bound <= ours < 1F1B
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 5), st.integers(1, 10), st.integers(0, 2**31 - 1))
+def test_zero_bubble_with_random_times_respects_dependencies(pp, m, seed):
+    rng = np.random.default_rng(seed)
+    f, b, w = (rng.uniform(0.2, 2.0, (pp, m)) for _ in range(3))
+    zb = P.zero_bubble_schedule(f, b, w, p2p_s=0.05)
+    assert P.validate(zb) == []
+    assert zb.makespan >= (f + b + w).sum(axis=1).max() - 1e-9           # no stage works faster than its work

@@ -10,6 +10,15 @@ virtual stage ``c x p + s`` being chunk c on stage s; forwards walk the chunks i
 with (p - s - 1) x 2 + (v - 1) x p warm-up forwards; its bubble is (p - 1) / (v m) of the ideal time rather
 than (p - 1) / m.
 
+ZB-H1-style zero-bubble schedule (Qi et al., ICLR'24, "Zero Bubble Pipeline Parallelism"): the backward is
+split into B (gradient of the input, on the critical path) and W (gradient of the weights, which nothing
+downstream waits for). ``zero_bubble`` builds it by list scheduling, our construction in the spirit of the
+paper's H1: whenever a stage is free it runs a ready B first, else a ready F if fewer than p - s micro-batches
+hold activations on it (1F1B's memory bound, as H1 keeps), else a pending W, so the W's fill what would be
+bubbles. At uniform unit times (F = B = W) this greedy leaves 2 (p - 1) units of bubble per stage, between
+1F1B's 3 (p - 1) and the paper's handcrafted H1, (p - 1) (F + B - W) = p - 1: it spends W's early that H1
+keeps for the cool-down. (H1's exact orders, ZB-V and the automatic schedules are not here yet.)
+
 ``activation_peaks`` accounts activation memory per stage (a forward holds its micro-batch's activations until
 the matching backward), ``validate`` checks a scheduled iteration (every op after its dependencies, one op at
 a time per stage, memory within a limit), and ``bubble_fraction`` reports each stage's idle share.
@@ -119,15 +128,16 @@ def interleaved_schedule(forward_s: np.ndarray, backward_s: np.ndarray, chunks: 
 
 
 def _key(name: str) -> tuple[str, str] | None:
-    """("F" | "B", "<virtual stage>.<micro-batch>") for compute ops, None for transfers."""
-    if name[0] in "FB" and name[1:2].isdigit():
+    """("F" | "B" | "W", "<virtual stage>.<micro-batch>") for compute ops, None for transfers."""
+    if name[0] in "FBW" and name[1:2].isdigit():
         return name[0], name[1:]
     return None
 
 
 def activation_peaks(sch: Schedule, activation_bytes: float | dict[str, float] = 1.0) -> dict[str, float]:
     """Peak activation memory per stage: each forward adds its micro-batch's activations (``activation_bytes``
-    per forward op, or per op name) and the matching backward frees them at its end."""
+    per forward op, or per op name) and the matching backward frees them at its end (with a B/W split, the
+    W frees them: the weight gradient still needs the saved inputs)."""
     events: dict[str, list[tuple[float, float]]] = {}
     for name, op in sch.ops.items():
         k = _key(name)
@@ -136,7 +146,7 @@ def activation_peaks(sch: Schedule, activation_bytes: float | dict[str, float] =
         size = activation_bytes.get("F" + k[1], 0.0) if isinstance(activation_bytes, dict) else activation_bytes
         if k[0] == "F":
             events.setdefault(op.resource, []).append((sch.start[name], +size))
-        else:
+        elif k[0] == "W" or (k[0] == "B" and f"W{k[1]}" not in sch.ops):
             events.setdefault(op.resource, []).append((sch.end[name], -size))
     peaks = {}
     for resource, ev in events.items():
@@ -179,3 +189,113 @@ def validate(sch: Schedule, memory_limit: float | None = None, activation_bytes:
 def bubble_fraction(sch: Schedule) -> dict[str, float]:
     """Each stage's idle share of the iteration (1 - busy / makespan)."""
     return {r: 1.0 - u for r, u in sch.utilisation().items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Zero bubble (B / W split), H1-style
+# ---------------------------------------------------------------------------------------------------------
+
+
+def zero_bubble(forward_s: np.ndarray, backward_input_s: np.ndarray, backward_weight_s: np.ndarray,
+                p2p_s: float = 0.0, memory_limit: np.ndarray | None = None) -> list[Op]:
+    """Ops of one iteration with the backward split into B (``backward_input_s``) and W
+    (``backward_weight_s``), in per-stage orders found by list scheduling (see the module docstring).
+    ``memory_limit[s]``: micro-batches whose activations stage s may hold (default p - s, as 1F1B). Cost:
+    O(p x m x log(p m)) events."""
+    import heapq
+
+    f, bi, bw = (np.asarray(a, dtype=np.float64) for a in (forward_s, backward_input_s, backward_weight_s))
+    pp, m = f.shape
+    limit = np.asarray(memory_limit if memory_limit is not None else [pp - s for s in range(pp)])
+    ready_f = {0: set(range(m))} | {s: set() for s in range(1, pp)}     # forwards whose input has arrived
+    ready_b: dict[int, set[int]] = {s: set() for s in range(pp)}
+    pending_w: dict[int, list[int]] = {s: [] for s in range(pp)}
+    next_f = [0] * pp                                                   # forwards run in micro-batch order
+    held = [0] * pp                                                     # micro-batches holding activations
+    free_at = [0.0] * pp
+    orders: dict[int, list[tuple[str, int]]] = {s: [] for s in range(pp)}
+    arrivals: list[tuple[float, int, str, int, int]] = []               # (time, seq, kind, stage, mb)
+    seq = 0
+    done = 0
+    now = 0.0
+    total = 3 * pp * m
+
+    def pick(s: int) -> tuple[str, int] | None:
+        if ready_b[s]:
+            return "B", min(ready_b[s])
+        j = next_f[s]
+        if j < m and j in ready_f[s] and held[s] < limit[s]:
+            return "F", j
+        if pending_w[s]:
+            return "W", pending_w[s][0]
+        return None
+
+    busy_until: list[tuple[float, int]] = []                            # (finish time, stage) of running ops
+    running: dict[int, tuple[str, int]] = {}
+    while done < total:
+        for s in range(pp):
+            if s in running or free_at[s] > now:
+                continue
+            choice = pick(s)
+            if choice is None:
+                continue
+            kind, j = choice
+            dur = {"F": f, "B": bi, "W": bw}[kind][s, j]
+            if kind == "F":
+                ready_f[s].discard(j)
+                next_f[s] += 1
+                held[s] += 1
+            elif kind == "B":
+                ready_b[s].discard(j)
+            else:
+                pending_w[s].pop(0)
+            running[s] = choice
+            free_at[s] = now + dur
+            orders[s].append(choice)
+            heapq.heappush(busy_until, (now + dur, s))
+        t, s = heapq.heappop(busy_until)
+        now = t
+        kind, j = running.pop(s)
+        done += 1
+        if kind == "F":
+            if s < pp - 1:
+                seq += 1
+                heapq.heappush(arrivals, (now + p2p_s, seq, "F", s + 1, j))
+            else:
+                ready_b[s].add(j)
+        elif kind == "B":
+            pending_w[s].append(j)
+            if s > 0:
+                seq += 1
+                heapq.heappush(arrivals, (now + p2p_s, seq, "B", s - 1, j))
+        else:
+            held[s] -= 1                                               # W frees the micro-batch's activations
+        while arrivals and arrivals[0][0] <= now + 1e-15:
+            _, _, k, st, mb = heapq.heappop(arrivals)
+            (ready_f if k == "F" else ready_b)[st].add(mb)
+        if not busy_until and arrivals:                                 # idle until the next transfer lands
+            now = arrivals[0][0]
+            while arrivals and arrivals[0][0] <= now + 1e-15:
+                _, _, k, st, mb = heapq.heappop(arrivals)
+                (ready_f if k == "F" else ready_b)[st].add(mb)
+    ops: list[Op] = []
+    for s in range(pp):
+        for kind, j in orders[s]:
+            if kind == "F":
+                deps = (f"send-F{s - 1}.{j}",) if s > 0 else ()
+                ops.append(Op(f"F{s}.{j}", float(f[s, j]), f"stage{s}", deps, "forward"))
+                if s < pp - 1:
+                    ops.append(Op(f"send-F{s}.{j}", p2p_s, None, (f"F{s}.{j}",), "p2p"))
+            elif kind == "B":
+                deps = (f"send-B{s + 1}.{j}",) if s < pp - 1 else (f"F{s}.{j}",)
+                ops.append(Op(f"B{s}.{j}", float(bi[s, j]), f"stage{s}", deps, "backward"))
+                if s > 0:
+                    ops.append(Op(f"send-B{s}.{j}", p2p_s, None, (f"B{s}.{j}",), "p2p"))
+            else:
+                ops.append(Op(f"W{s}.{j}", float(bw[s, j]), f"stage{s}", (f"B{s}.{j}",), "weight-grad"))
+    return ops
+
+
+def zero_bubble_schedule(forward_s: np.ndarray, backward_input_s: np.ndarray, backward_weight_s: np.ndarray,
+                         p2p_s: float = 0.0, memory_limit: np.ndarray | None = None) -> Schedule:
+    return schedule(zero_bubble(forward_s, backward_input_s, backward_weight_s, p2p_s, memory_limit))
