@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from syslab.core.gloo import free_port, init_local
 
@@ -44,9 +45,11 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
         opt.step()
         log.append((1000, time.perf_counter()))            # the loss all-reduce of the logging code
         dist.all_reduce(loss.detach(), op=dist.ReduceOp.SUM)
+    dist.barrier()                                         # no collective in flight when the group goes away
     if rank == 0:
         with open(out, "w") as f:
             json.dump({"calls": log, "slow_at": args.slow_at, "iterations": args.iterations}, f)
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -59,9 +62,14 @@ def run_demo(out: str, iterations: int = 200, slow_at: int = 100, sleep_ms: floa
     cmd = [sys.executable, "-m", "syslab.training.greyhound.demo", out, "--iterations", str(iterations),
            "--slow-at", str(slow_at), "--sleep-ms", str(sleep_ms), "--world", str(world), "--slow-rank",
            str(slow_rank)]
-    subprocess.run(cmd, check=True, timeout=timeout_s, capture_output=True)
-    with open(out) as f:
-        return json.load(f)
+    Path(out).unlink(missing_ok=True)             # never read a previous run's output
+    proc = subprocess.run(cmd, timeout=timeout_s, capture_output=True, text=True)
+    try:
+        with open(out) as f:                       # rank 0 writes it once every rank has finished training
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
+        raise RuntimeError(f"the gloo demo failed (exit {proc.returncode}):\n{tail}") from None
 
 
 def main() -> None:

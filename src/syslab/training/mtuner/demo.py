@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from syslab.core.gloo import free_port, init_local
 
@@ -103,6 +104,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             dist.all_reduce(g)
             g /= world
         results[mode] = {"bytes": received["bytes"], "grads": grads}
+    dist.barrier()                                         # no collective in flight when the group goes away
     if rank == 0:
         ref = _reference()
         diff = lambda a, b: max(float((p - q).abs().max()) for p, q in zip(a, b, strict=True))  # noqa: E731
@@ -112,16 +114,22 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
                        "weight_bytes": weight_bytes, "world": world,
                        "grad_diff_modes": diff(results["fsdp"]["grads"], results["cache"]["grads"]),
                        "grad_diff_reference": max(diff(results[m]["grads"], ref) for m in results)}, f)
+    dist.barrier()
     dist.destroy_process_group()
 
 
 def run_demo(out: str, timeout_s: float = 120.0) -> dict:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "syslab.training.mtuner.demo", out], check=True, timeout=timeout_s,
-                   capture_output=True)
-    with open(out) as f:
-        return json.load(f)
+    Path(out).unlink(missing_ok=True)             # never read a previous run's output
+    proc = subprocess.run([sys.executable, "-m", "syslab.training.mtuner.demo", out], timeout=timeout_s,
+                          capture_output=True, text=True)
+    try:
+        with open(out) as f:                       # rank 0 writes it once both ranks have finished
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
+        raise RuntimeError(f"the gloo demo failed (exit {proc.returncode}):\n{tail}") from None
 
 
 def main() -> None:
