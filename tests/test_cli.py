@@ -171,3 +171,32 @@ def test_run_keeps_other_systems_in_the_report(fake_catalog, tmp_path, capsys):
     run_cli(["run", "fake-ok", "--out", str(tmp_path)], capsys)
     systems = [s["system"] for s in json.loads((tmp_path / "results.json").read_text())["systems"]]
     assert sorted(systems) == ["fake-crash", "fake-ok"]
+
+
+def _fake_run(key, scale="quick", seed=0, out_dir="report", **_):
+    """Stands in for catalog.run_system: records when and in which process each system ran."""
+    import os
+    import time
+
+    with open(os.path.join(out_dir, "order.txt"), "a") as f:
+        f.write(f"{key} {os.getpid()} {time.perf_counter()}\n")
+    time.sleep(0.2)
+    return {"system": key, "name": key, "venue": "OSDI 2025", "domain": "training", "fidelity": "REAL",
+            "scale": scale, "seed": seed, "status": "ok", "findings": [], "tables": [], "figures": [],
+            "metrics": {}, "notes": [], "paper": key, "real": "", "modelled": "", "duration_s": 0.2}
+
+
+def test_reproduce_runs_exclusive_systems_alone_after_the_others(monkeypatch, tmp_path, capsys):
+    import os
+
+    monkeypatch.setattr(catalog, "CATALOG", (
+        Entry("fake-timed", "Timed", "OSDI 2025", "training", "REAL", "tests.fake_ok_system", exclusive=True),
+        Entry("fake-a", "A", "OSDI 2025", "training", "REAL", "tests.fake_ok_system"),
+        Entry("fake-b", "B", "OSDI 2025", "training", "REAL", "tests.fake_ok_system"),
+    ))
+    monkeypatch.setattr(catalog, "run_system", _fake_run)
+    code, _, _ = run_cli(["reproduce", "--jobs", "2", "--out", str(tmp_path)], capsys)
+    assert code == 0
+    rows = [line.split() for line in (tmp_path / "order.txt").read_text().splitlines()]
+    assert rows[-1][0] == "fake-timed" and int(rows[-1][1]) == os.getpid()     # last, in the driver
+    assert {r[0] for r in rows[:2]} == {"fake-a", "fake-b"}

@@ -25,6 +25,9 @@ class Entry:
     fidelity: str
     module: str
     requires: tuple[str, ...] = ()
+    # runs real processes or times itself on the wall clock: ``reproduce`` runs it alone, never beside another
+    # system (sharing two cores skews its measurements and can oversubscribe torch's threads many times over)
+    exclusive: bool = False
 
     def missing(self) -> list[str]:
         """Optional dependencies this system needs that are not installed."""
@@ -49,16 +52,20 @@ class Entry:
 CATALOG: tuple[Entry, ...] = (
     Entry("wlb-llm", "WLB-LLM", "OSDI 2025", "training", "HYBRID", "syslab.training.wlb_llm"),
     Entry("stragglers", "Stragglers what-if analysis", "OSDI 2025", "training", "REAL", "syslab.training.stragglers"),
-    Entry("traincheck", "TrainCheck", "OSDI 2025", "training", "REAL", "syslab.training.traincheck", ("torch",)),
-    Entry("greyhound", "GreyHound", "ATC 2025", "training", "HYBRID", "syslab.training.greyhound", ("torch",)),
-    Entry("mtuner", "mTuner", "ATC 2025", "training", "HYBRID", "syslab.training.mtuner", ("torch",)),
-    Entry("popfetcher", "PopFetcher", "ATC 2025", "training", "HYBRID", "syslab.training.popfetcher", ("torch",)),
-    Entry("jenga", "JENGA", "ATC 2025", "training", "REAL", "syslab.training.jenga", ("torch",)),
+    Entry("traincheck", "TrainCheck", "OSDI 2025", "training", "REAL",
+          "syslab.training.traincheck", ("torch",), exclusive=True),
+    Entry("greyhound", "GreyHound", "ATC 2025", "training", "HYBRID",
+          "syslab.training.greyhound", ("torch",), exclusive=True),
+    Entry("mtuner", "mTuner", "ATC 2025", "training", "HYBRID", "syslab.training.mtuner", ("torch",), exclusive=True),
+    Entry("popfetcher", "PopFetcher", "ATC 2025", "training", "HYBRID",
+          "syslab.training.popfetcher", ("torch",), exclusive=True),
+    Entry("jenga", "JENGA", "ATC 2025", "training", "REAL", "syslab.training.jenga", ("torch",), exclusive=True),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
-    Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve"),
+    Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve", exclusive=True),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),
     Entry("blitzscale", "BlitzScale", "OSDI 2025", "serving", "HYBRID", "syslab.serving.blitzscale"),
-    Entry("llmstation", "LLMStation", "ATC 2025", "serving", "REAL", "syslab.serving.llmstation", ("torch",)),
+    Entry("llmstation", "LLMStation", "ATC 2025", "serving", "REAL",
+          "syslab.serving.llmstation", ("torch",), exclusive=True),
     Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild"),
 )
 DOMAINS = ("training", "serving", "compilers", "kernels", "gpu_sharing", "cloud", "shell")

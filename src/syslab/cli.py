@@ -161,15 +161,21 @@ def reproduce(keys: Annotated[list[str] | None, typer.Argument(help="systems to 
                     (out_dir / rel).write_bytes(blob)
                 done(r)
         else:
-            workers = min(jobs or os.cpu_count() or 1, len(args))
+            # systems that time themselves or run real processes go one at a time, after the others
+            alone = {e.key for e in entries if e.exclusive}
+            shared = [a for a in args if a[0] not in alone]
+            workers = min(jobs or os.cpu_count() or 1, max(len(shared), 1))
             if workers == 1:
-                for a in args:
+                for a in shared:
                     done(catalog.run_system(*a))
             else:
                 with ProcessPoolExecutor(max_workers=workers) as pool:
-                    futures = [pool.submit(catalog.run_system, *a) for a in args]
+                    futures = [pool.submit(catalog.run_system, *a) for a in shared]
                     for fut in as_completed(futures):
                         done(fut.result())
+            for a in args:
+                if a[0] in alone:
+                    done(catalog.run_system(*a))
     order = {e.key: i for i, e in enumerate(entries)}
     results.sort(key=lambda r: order[r["system"]])
     html = write_report(results, out_dir, scale)
