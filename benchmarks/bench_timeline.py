@@ -1,6 +1,8 @@
-"""Scheduling cost of core.timeline on 1F1B pipelines (the substrate of the pipeline-schedule systems).
+"""Cost of the shared pipeline simulator (``training/pipeline.py`` over ``core/timeline.py``).
 
-Target set for the shared schedule simulator: 32 stages x 256 micro-batches in under a second.
+Target set for the schedule simulator: build and simulate 32 stages x 256 micro-batches in under a second.
+``simulate`` is an event loop, O(V m log(V m)) for V virtual stages and m micro-batches; the greedy policy
+adds a scan of the device's ready set per decision.
 """
 
 import time
@@ -8,31 +10,33 @@ import time
 import numpy as np
 
 from syslab.core.timeline import schedule
-from syslab.training.pipeline import activation_peaks, interleaved, one_f_one_b, validate
+from syslab.training import pipeline as P
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
 
 if __name__ == "__main__":
     rng = np.random.default_rng(0)
-    print(f"{'stages':>6} {'micro-batches':>13} {'ops':>7} {'build s':>8} {'schedule s':>10} {'critical path s':>15}")
-    for pp, m in ((4, 32), (8, 64), (16, 128), (32, 256), (64, 256)):
-        f = rng.uniform(0.5, 1.5, (pp, m))
-        t0 = time.perf_counter()
-        ops = one_f_one_b(f, 2 * f, p2p_s=0.01)
-        t1 = time.perf_counter()
-        s = schedule(ops)
-        t2 = time.perf_counter()
-        s.critical_path()
-        t3 = time.perf_counter()
-        print(f"{pp:>6} {m:>13} {len(ops):>7} {t1 - t0:>8.3f} {t2 - t1:>10.3f} {t3 - t2:>15.3f}")
-    print("cost is linear in ops + dependency edges (one Kahn pass)")
-    print("\ninterleaved 1F1B (2 chunks per stage), with validation and memory accounting")
+    print(f"{'schedule':<34} {'stages':>6} {'mbs':>5} {'ops':>7} {'simulate s':>10} {'validate s':>10} "
+          f"{'replay s':>9}")
     for pp, m in ((8, 64), (32, 256)):
         f = rng.uniform(0.5, 1.5, (pp, m))
-        t0 = time.perf_counter()
-        s = schedule(interleaved(f, 2 * f, 2, p2p_s=0.01))
-        t1 = time.perf_counter()
-        problems = validate(s)
-        peak = activation_peaks(s, 0.5)["stage0"]                 # in stage-activations (1F1B's stage 0: pp)
-        t2 = time.perf_counter()
-        print(f"{pp:>6} stages x {m:>4} micro-batches: build + schedule {t1 - t0:.3f} s, validate + memory "
-              f"{t2 - t1:.3f} s ({len(problems)} problems; stage 0 holds {peak:g} micro-batches' activations, "
-              f"1F1B {pp})")
+        links = P.cross_dc_links(pp, [pp // 2], P.Link(2.0, 0.5))
+        cases = {
+            "1F1B, alpha-beta cross-DC link": lambda: P.simulate(
+                P.Stages(f, 2 * f, message_bytes=1.0, links=links), P.orders_1f1b(pp, m)),
+            "interleaved 1F1B (2 chunks)": lambda: P.interleaved_schedule(f, 2 * f, 2, p2p_s=0.01),
+            "greedy, B/W split, V placement": lambda: P.simulate(
+                P.uniform_stages(pp, m, 1, 1, 1, chunks=2, v_shape=True, message_bytes=1.0, links=links),
+                P.Greedy(float(pp), phases=True)),
+        }
+        for name, fn in cases.items():
+            sch, t_sim = timed(fn)
+            problems, t_val = timed(lambda sch=sch: P.validate(sch, memory_limit=float(2 * pp)))
+            _, t_rep = timed(lambda sch=sch: schedule(list(sch.ops.values())))
+            print(f"{name:<34} {pp:>6} {m:>5} {len(sch.ops):>7} {t_sim:>10.3f} {t_val:>10.3f} {t_rep:>9.3f}"
+                  + (f"  {len(problems)} problems" if problems else ""))

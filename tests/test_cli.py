@@ -200,3 +200,18 @@ def test_reproduce_runs_exclusive_systems_alone_after_the_others(monkeypatch, tm
     rows = [line.split() for line in (tmp_path / "order.txt").read_text().splitlines()]
     assert rows[-1][0] == "fake-timed" and int(rows[-1][1]) == os.getpid()     # last, in the driver
     assert {r[0] for r in rows[:2]} == {"fake-a", "fake-b"}
+
+
+def test_crosspipe_compare_json_traces_and_bad_input(capsys, tmp_path):
+    code, out, _ = run_cli(["crosspipe", "compare", "--microbatches", "4", "--latency", "2", "--milp-seconds", "10",
+                            "--trace-dir", str(tmp_path), "--json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and body["memory_budget"] == 4.0
+    s = body["schedules"]
+    assert {"1F1B", "IV1F1B", "ZBH1", "ZBV", "CrossUD", "CrossUDSub", "CrossWave", "MILP (UD)"} <= set(s)
+    assert s["MILP (UD)"]["makespan"] <= s["CrossUD"]["makespan"] + 1e-6 < s["1F1B"]["makespan"]
+    assert all(not r["problems"] for r in s.values())
+    trace = json.loads((tmp_path / "CrossUD.json").read_text())
+    assert any(e.get("ph") == "X" for e in trace["traceEvents"])
+    code, _, err = run_cli(["crosspipe", "compare", "--latency", "-1"], capsys)
+    assert code == 2 and "Traceback" not in err and "negative delay" in err

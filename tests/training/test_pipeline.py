@@ -114,3 +114,83 @@ def test_zero_bubble_with_random_times_respects_dependencies(pp, m, seed):
     zb = P.zero_bubble_schedule(f, b, w, p2p_s=0.05)
     assert P.validate(zb) == []
     assert zb.makespan >= (f + b + w).sum(axis=1).max() - 1e-9           # no stage works faster than its work
+
+
+# --- the general simulator: links, policies, freezing, replay ----------------------------------------------
+
+from syslab.core.timeline import schedule as replay  # noqa: E402
+
+
+def test_simulated_ops_replay_exactly_through_core_timeline():
+    st = P.uniform_stages(4, 6, 1.0, 1.0, 1.0, chunks=2, v_shape=True, message_bytes=1.0,
+                          links=P.cross_dc_links(4, [2], P.Link(0.7, 0.4)))
+    sch = P.simulate(st, P.Greedy(4.0, phases=True))
+    again = replay(list(sch.ops.values()))
+    for name in sch.ops:
+        assert again.start[name] == pytest.approx(sch.start[name])
+
+
+def test_bandwidth_occupies_the_link_but_latency_does_not():
+    # Stage 0 has two forwards done by t = 2 (1F1B's warm-up plus one); serialising a message takes 3.0.
+    ones = np.ones((2, 3))
+    slow = P.simulate(P.Stages(ones, ones, message_bytes=1.0, default_link=P.Link(0.0, 3.0)), P.orders_1f1b(2, 3))
+    sends = sorted(n for n in slow.ops if n.startswith("send-F"))
+    starts = [slow.start[n] for n in sends]
+    assert starts[:2] == pytest.approx([1.0, 4.0])                    # F0.1 waits behind F0.0's message (FIFO)
+    late = P.simulate(P.Stages(ones, ones, message_bytes=1.0, default_link=P.Link(3.0, 0.0)), P.orders_1f1b(2, 3))
+    assert late.start["F1.0"] == pytest.approx(1.0 + 3.0)
+    # both messages are in flight at once ([1, 4] and [2, 5]): latency is no queue
+    assert (late.start["send-F0.1"], late.end["send-F0.1"]) == pytest.approx((2.0, 5.0))
+    assert P.validate(slow) == [] and P.validate(late) == []
+
+
+def test_cross_dc_links_cover_exactly_the_boundary_pairs():
+    links = P.cross_dc_links(4, [2], P.Link(1.0))
+    assert set(links) == {(a, b) for a in (0, 1) for b in (2, 3)} | {(b, a) for a in (0, 1) for b in (2, 3)}
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 5), st.integers(1, 8), st.sampled_from(["UD", "Wave", "Loop"]), st.booleans(),
+       st.integers(0, 2**31 - 1))
+def test_greedy_respects_dependencies_and_memory_on_every_placement(pp, m, pattern, phases, seed):
+    rng = np.random.default_rng(seed)
+    chunks = 1 if pattern == "UD" else 2
+    n = pp * chunks
+    placement = [v % pp if not (pattern == "Wave" and v >= pp) else 2 * pp - 1 - v for v in range(n)]
+    f, b, w = (rng.uniform(0.2, 2.0, (n, m)) for _ in range(3))
+    stg = P.Stages(f, b, w, placement, message_bytes=1.0, default_link=P.Link(rng.uniform(0, 1), rng.uniform(0, 1)))
+    limit = float(pp)
+    sch = P.simulate(stg, P.Greedy(limit, phases=phases))
+    assert P.validate(sch, memory_limit=limit) == []
+    frozen = P.simulate(stg, P.orders_of(sch))                       # freezing the order reproduces it
+    assert frozen.makespan == pytest.approx(sch.makespan)
+
+
+def test_zb_orders_keep_their_memory_and_beat_1f1b():
+    pp, m = 4, 8
+    h1 = P.simulate(P.uniform_stages(pp, m, 1, 1, 1), P.orders_zb_h1(pp, m))
+    assert [P.activation_peaks(h1)[f"stage{s}"] for s in range(pp)] == [pp - s for s in range(pp)]
+    zbv = P.simulate(P.uniform_stages(pp, m, 1, 1, 1, chunks=2, v_shape=True), P.orders_zb_v(pp, m))
+    assert max(P.activation_peaks(zbv).values()) <= pp
+    one = P.one_f_one_b_schedule(np.ones((pp, m)), 2 * np.ones((pp, m)))
+    assert zbv.makespan < h1.makespan < one.makespan
+    assert 3 * m <= zbv.makespan
+
+
+def test_an_order_that_contradicts_the_dependencies_stalls_with_an_input_error():
+    stg = P.Stages(np.ones((2, 2)), np.ones((2, 2)))
+    orders = P.orders_1f1b(2, 2)
+    orders[1] = [("B", 1, 0), ("F", 1, 0), ("F", 1, 1), ("B", 1, 1)]   # backward before its forward
+    with pytest.raises(InputError, match="stalled"):
+        P.simulate(stg, orders)
+    orders[1] = orders[1][:-1]
+    with pytest.raises(InputError, match="exactly once"):
+        P.simulate(stg, orders)
+
+
+def test_weight_pieces_split_w_and_free_memory_at_the_last_piece():
+    stg = P.uniform_stages(2, 3, 1, 1, 1, weight_pieces=4)
+    sch = P.simulate(stg, P.Greedy(2.0, phases=True))
+    pieces = [n for n in sch.ops if n.startswith("W0.0/")]
+    assert len(pieces) == 4 and all(sch.ops[n].duration_s == pytest.approx(0.25) for n in pieces)
+    assert P.validate(sch, memory_limit=2.0) == []

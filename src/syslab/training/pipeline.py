@@ -1,39 +1,389 @@
 """Pipeline-parallel schedules as op DAGs on ``core.timeline`` (shared by the training systems).
 
-1F1B (PipeDream-Flush / Megatron-LM's non-interleaved schedule; Narayanan et al., SC'21, §2.2): stage s of p
-runs min(p - s - 1, m) warm-up forwards, then alternates one forward and one backward, then drains the
-remaining backwards. Micro-batch j's forward on stage s waits for its forward on stage s - 1; its backward
-waits for its backward on stage s + 1 (the last stage: for its own forward). Scheduling is O(p x m).
+One iteration of pipeline training is a set of *compute items* ``(kind, virtual stage, micro-batch)`` placed on
+devices: F (forward), B (backward; with a B/W split only the input gradient, which is on the critical path) and
+W (the weight gradient, which nothing downstream waits for). ``Stages`` says what each item costs and where
+each virtual stage lives; a *policy* says in which order each device runs its items; ``simulate`` plays the
+iteration out in time and returns a ``core.timeline.Schedule`` (so every schedule can be validated, measured
+and exported to Perfetto the same way).
 
-Interleaved 1F1B (Megatron-LM's virtual pipeline, same paper, §2.2.2): each stage holds ``v`` model chunks,
-virtual stage ``c x p + s`` being chunk c on stage s; forwards walk the chunks in groups of p micro-batches,
-with (p - s - 1) x 2 + (v - 1) x p warm-up forwards; its bubble is (p - 1) / (v m) of the ideal time rather
-than (p - 1) / m.
+Dependencies: F(v, j) needs F(v - 1, j)'s output; B(v, j) needs B(v + 1, j)'s (the last virtual stage: its own
+F); W(v, j) needs B(v, j). When producer and consumer sit on different devices the message crosses an
+alpha-beta ``Link``: it occupies the directed link for beta x bytes (first-come first-served, so messages
+queue behind each other) and arrives alpha later (latency delays a message but does not occupy the link;
+CrossPipe, ATC'25, §3). Each device runs one item at a time.
 
-ZB-H1-style zero-bubble schedule (Qi et al., ICLR'24, "Zero Bubble Pipeline Parallelism"): the backward is
-split into B (gradient of the input, on the critical path) and W (gradient of the weights, which nothing
-downstream waits for). ``zero_bubble`` builds it by list scheduling, our construction in the spirit of the
-paper's H1: whenever a stage is free it runs a ready B first, else a ready F if fewer than p - s micro-batches
-hold activations on it (1F1B's memory bound, as H1 keeps), else a pending W, so the W's fill what would be
-bubbles. At uniform unit times (F = B = W) this greedy leaves 2 (p - 1) units of bubble per stage, between
-1F1B's 3 (p - 1) and the paper's handcrafted H1, (p - 1) (F + B - W) = p - 1: it spends W's early that H1
-keeps for the cool-down. (H1's exact orders, ZB-V and the automatic schedules are not here yet.)
+Policies: a fixed per-device order (every static schedule), or a greedy list scheduler that picks among the
+items whose inputs have arrived whenever a device falls idle (the zero-bubble construction here and
+CrossPipe's greedy). Static orders:
 
-``activation_peaks`` accounts activation memory per stage (a forward holds its micro-batch's activations until
-the matching backward), ``validate`` checks a scheduled iteration (every op after its dependencies, one op at
-a time per stage, memory within a limit), and ``bubble_fraction`` reports each stage's idle share.
+* 1F1B (PipeDream-Flush / Megatron-LM; Narayanan et al., SC'21, §2.2): stage s runs min(p - s - 1, m) warm-up
+  forwards, then alternates one forward and one backward, then drains. Bubble (p - 1) / (m + p - 1).
+* Interleaved 1F1B (same paper, §2.2.2): v chunks per device, virtual stage c x p + s on device s;
+  (p - s - 1) x 2 + (v - 1) x p warm-up forwards; bubble (p - 1) / (v m) of the ideal time.
+* ZB-H1 (Qi et al., ICLR'24, "Zero Bubble Pipeline Parallelism", §3.1): the backward split into B and W with
+  1F1B's memory profile (p - s micro-batches on stage s), W's filling what would be bubbles. Built here by the
+  greedy list scheduler at zero communication cost and frozen. Our memory accounting is stricter than the
+  paper's: a micro-batch's activations stay until its W ends (the paper frees most of them at B and keeps
+  only W's inputs), so at F = B = W the greedy leaves 2 (p - 1) units of bubble, between 1F1B's 3 (p - 1) and
+  the paper's p - 1, which needs the W's deferred past what our accounting admits.
+* ZB-V (same paper, §6): two chunks per device in a V (chunk 0 on devices 0..p-1, chunk 1 back on p-1..0),
+  found here by the greedy list scheduler under ZB-V's memory (p micro-batches' worth per device), then
+  frozen as a static order.
+
+Memory: a forward of virtual stage v holds ``Stages.activation[v]`` (default: 1 / chunks-per-device, so a
+whole device's share of one micro-batch is 1) until the item that frees it ends (its W, or its B when the
+backward is not split). ``activation_peaks`` and ``validate`` read that from the schedule.
+
+Cost: ``simulate`` is an event loop over O(V m) items with a heap, O(V m log(V m)); only the device an event
+touches is re-polled.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from syslab.core.errors import InputError
-from syslab.core.timeline import Op, Schedule, schedule
+from syslab.core.timeline import Op, Schedule
+
+Item = tuple[str, int, int]                   # (kind "F" | "B" | "W", virtual stage, micro-batch)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A directed alpha-beta link: a message of n bytes occupies it for ``s_per_byte`` x n seconds and
+    arrives ``latency_s`` after that."""
+
+    latency_s: float = 0.0
+    s_per_byte: float = 0.0
+
+
+@dataclass
+class Stages:
+    """What one iteration computes. Times are ``[virtual stages, micro-batches]`` arrays in seconds;
+    ``backward_s`` is B (input gradient) when ``weight_s`` is given, the whole backward otherwise.
+    ``placement[v]``: the device of virtual stage v (default: v itself). ``message_bytes``: one activation
+    (or its gradient) sent between consecutive virtual stages. ``links[(a, b)]``: the link from device a to
+    b (default ``default_link``). ``weight_pieces``: W split into that many sub-blocks that a greedy policy
+    may interleave with other work (CrossPipe's sub-blocks)."""
+
+    forward_s: np.ndarray
+    backward_s: np.ndarray
+    weight_s: np.ndarray | None = None
+    placement: Sequence[int] | None = None
+    message_bytes: float = 0.0
+    links: dict[tuple[int, int], Link] = field(default_factory=dict)
+    default_link: Link = Link()
+    activation: np.ndarray | None = None
+    weight_pieces: int = 1
+
+    def __post_init__(self) -> None:
+        self.forward_s = np.asarray(self.forward_s, dtype=np.float64)
+        self.backward_s = np.asarray(self.backward_s, dtype=np.float64)
+        arrays = [("forward_s", self.forward_s), ("backward_s", self.backward_s)]
+        if self.weight_s is not None:
+            self.weight_s = np.asarray(self.weight_s, dtype=np.float64)
+            arrays.append(("weight_s", self.weight_s))
+        for name, a in arrays:
+            if a.ndim != 2 or a.shape != self.forward_s.shape:
+                raise InputError(f"{name} has shape {a.shape}; every time array must be [virtual stages, "
+                                 f"micro-batches] = {self.forward_s.shape}.", field=name,
+                                 fix="pass one time per (virtual stage, micro-batch).")
+            if (a < 0).any() or not np.isfinite(a).all():
+                raise InputError(f"{name} has negative or non-finite times.", field=name, fix="times are >= 0 s.")
+        n_virtual = self.forward_s.shape[0]
+        self.placement = tuple(range(n_virtual)) if self.placement is None else tuple(int(d) for d in self.placement)
+        if len(self.placement) != n_virtual or min(self.placement) < 0:
+            raise InputError(f"placement has {len(self.placement)} entries for {n_virtual} virtual stages.",
+                             field="placement", fix="give one device index (>= 0) per virtual stage.")
+        if self.activation is None:
+            per_device = np.bincount(self.placement)
+            self.activation = np.array([1.0 / per_device[d] for d in self.placement])
+        self.activation = np.asarray(self.activation, dtype=np.float64)
+        if self.weight_pieces < 1:
+            raise InputError(f"weight_pieces = {self.weight_pieces}.", field="weight_pieces", fix="use >= 1.")
+        # per device: its first virtual stage; per virtual stage: what its later chunks on that device hold
+        self.first_chunk = {d: self.placement.index(d) for d in set(self.placement)}
+        self.later_activation = np.array([sum(self.activation[u] for u in range(v + 1, n_virtual)
+                                              if self.placement[u] == self.placement[v]) for v in range(n_virtual)])
+
+    @property
+    def virtual_stages(self) -> int:
+        return self.forward_s.shape[0]
+
+    @property
+    def microbatches(self) -> int:
+        return self.forward_s.shape[1]
+
+    @property
+    def devices(self) -> int:
+        return max(self.placement) + 1
+
+    @property
+    def split_backward(self) -> bool:
+        return self.weight_s is not None
+
+    def link(self, a: int, b: int) -> Link:
+        return self.links.get((a, b), self.default_link)
+
+    def duration(self, item: Item) -> float:
+        kind, v, j = item
+        if kind == "F":
+            return float(self.forward_s[v, j])
+        if kind == "B":
+            return float(self.backward_s[v, j])
+        assert self.weight_s is not None
+        return float(self.weight_s[v, j]) / self.weight_pieces
+
+    def items(self, device: int) -> list[Item]:
+        kinds = "FBW" if self.split_backward else "FB"
+        return [(k, v, j) for v in range(self.virtual_stages) if self.placement[v] == device
+                for j in range(self.microbatches) for k in kinds]
+
+
+def uniform_stages(devices: int, microbatches: int, forward_s: float = 1.0, backward_s: float = 2.0,
+                   weight_s: float | None = None, chunks: int = 1, v_shape: bool = False, **kw) -> Stages:
+    """Every virtual stage costs the same. With ``chunks`` > 1 each device holds that many chunks, each taking
+    1 / chunks of the stage times; ``v_shape`` places chunk 1 back down the devices (ZB-V, CrossPipe's Wave)
+    instead of looping round again (interleaved, CrossPipe's Loop)."""
+    if v_shape and chunks != 2:
+        raise InputError("a V-shaped placement has exactly 2 chunks per device.", field="chunks", fix="use chunks=2.")
+    n = devices * chunks
+    shape = (n, microbatches)
+    placement = [v % devices if not (v_shape and v >= devices) else 2 * devices - 1 - v for v in range(n)]
+    return Stages(np.full(shape, forward_s / chunks), np.full(shape, backward_s / chunks),
+                  None if weight_s is None else np.full(shape, weight_s / chunks), placement, **kw)
+
+
+def cross_dc_links(devices: int, cuts: Sequence[int], link: Link) -> dict[tuple[int, int], Link]:
+    """Both directions of every device pair that straddles a datacenter boundary; ``cuts`` lists the first
+    device of each datacenter after the first (devices [0, cuts[0]) form DC 0, and so on)."""
+    dc = np.searchsorted(np.asarray(sorted(cuts)), np.arange(devices), side="right")
+    return {(a, b): link for a in range(devices) for b in range(devices) if dc[a] != dc[b]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The simulator
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SimState:
+    """What a policy sees when a device falls idle."""
+
+    stages: Stages
+    now: float
+    ready: list[set[Item]]                # per device: items whose inputs have arrived, not yet started
+    held: np.ndarray                      # activation held per device
+    reserved: np.ndarray                  # activation promised to admitted micro-batches' later chunks
+    forwards_left: np.ndarray             # per device: forwards not yet started
+    last_kind: list[str]                  # per device: kind of the last item started ("" before any)
+
+    def admissible(self, device: int, v: int, limit: float) -> bool:
+        """Whether forward (v, .) fits in ``limit``: a micro-batch's first forward on a device also
+        reserves what its later chunks there will hold, so admitted micro-batches can always finish their
+        forward pass here (no memory deadlock on multi-chunk placements)."""
+        st = self.stages
+        if _first_chunk(st, device) != v:
+            return True                                         # its memory was reserved on admission
+        need = st.activation[v] + _later_activation(st, v)
+        return self.held[device] + self.reserved[device] + need <= limit + 1e-9
+
+
+Policy = Callable[[int, SimState], Item | None]
+
+
+def _first_chunk(st: Stages, device: int) -> int:
+    return st.first_chunk[device]
+
+
+def _later_activation(st: Stages, v: int) -> float:
+    return float(st.later_activation[v])
+
+
+class FixedOrder:
+    """A static schedule: each device runs its list of items in order, waiting for each one's inputs."""
+
+    def __init__(self, orders: dict[int, list[Item]]):
+        self.orders = orders
+        self.next = dict.fromkeys(orders, 0)
+
+    def __call__(self, device: int, state: SimState) -> Item | None:
+        order, k = self.orders.get(device, []), self.next.get(device, 0)
+        if k < len(order) and order[k] in state.ready[device]:
+            self.next[device] = k + 1
+            return order[k]
+        return None
+
+
+def simulate(st: Stages, policy: Policy | dict[int, list[Item]]) -> Schedule:
+    """Play one iteration out: a device that falls idle asks ``policy`` for its next item (a dict of
+    per-device orders is a static schedule). Raises ``InputError`` if the policy stalls with work left (an
+    order that contradicts the dependencies, or a memory limit too small to make progress)."""
+    if isinstance(policy, dict):
+        _check_orders(st, policy)
+        policy = FixedOrder(policy)
+    n_dev, n_virtual, m = st.devices, st.virtual_stages, st.microbatches
+    state = SimState(st, 0.0, [set() for _ in range(n_dev)], np.zeros(n_dev), np.zeros(n_dev),
+                     np.bincount(st.placement, minlength=n_dev) * m, [""] * n_dev)
+    for j in range(m):
+        state.ready[st.placement[0]].add(("F", 0, j))
+    w_left = {(v, j): st.weight_pieces for v in range(n_virtual) for j in range(m)}
+    busy = [False] * n_dev
+    link_free: dict[tuple[int, int], float] = {}
+    input_op: dict[Item, str] = {}                              # op a ready item depends on
+    placed: list[tuple[float, int, Op]] = []                    # (start, seq, op)
+    start: dict[str, float] = {}
+    end: dict[str, float] = {}
+    events: list[tuple[float, int, int, object]] = []           # (time, seq, 0=completion/1=arrival, payload)
+    seq = 0
+    total = n_virtual * m * (2 + (st.weight_pieces if st.split_backward else 0))
+    completed = 0
+
+    def record(op: Op, t0: float) -> None:
+        nonlocal seq
+        seq += 1
+        placed.append((t0, seq, op))
+        start[op.name], end[op.name] = t0, t0 + op.duration_s
+
+    def push(t: float, kind: int, payload: object) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (t, seq, kind, payload))
+
+    def deliver(producer: str, item: Item, src: int, t: float, touched: set[int]) -> None:
+        dst = st.placement[item[1]]
+        if dst == src:
+            input_op[item] = producer
+            state.ready[dst].add(item)
+            touched.add(dst)
+            return
+        link, tag = st.link(src, dst), f"{item[0]}{item[1] - 1 if item[0] == 'F' else item[1] + 1}.{item[2]}"
+        serial = link.s_per_byte * st.message_bytes
+        if serial > 0:
+            t0 = max(t, link_free.get((src, dst), 0.0))
+            link_free[(src, dst)] = t0 + serial
+            record(Op(f"send-{tag}", serial, f"link{src}>{dst}", (producer,), "p2p"), t0)
+            last = f"send-{tag}"
+            if link.latency_s > 0:
+                record(Op(f"lat-{tag}", link.latency_s, None, (last,), "latency"), t0 + serial)
+                last = f"lat-{tag}"
+        else:
+            record(Op(f"send-{tag}", link.latency_s, None, (producer,), "p2p"), t)
+            last = f"send-{tag}"
+        input_op[item] = last
+        push(end[last], 1, item)
+
+    def poll(d: int) -> None:
+        nonlocal seq
+        if busy[d]:
+            return
+        item = policy(d, state)
+        if item is None:
+            return
+        if item not in state.ready[d]:
+            raise InputError(f"the policy chose {item} on device {d}, which is not ready.", field="policy",
+                             fix="choose only items in state.ready[device].")
+        kind, v, j = item
+        name, act = f"{kind}{v}.{j}", 0.0
+        if kind == "W":
+            piece = st.weight_pieces - w_left[(v, j)]
+            w_left[(v, j)] -= 1
+            if st.weight_pieces > 1:
+                name += f"/{piece}"
+            if w_left[(v, j)] == 0:
+                state.ready[d].discard(item)
+                act = -float(st.activation[v])
+        else:
+            state.ready[d].discard(item)
+            if kind == "F":
+                act = float(st.activation[v])
+                if _first_chunk(st, d) == v:
+                    state.reserved[d] += _later_activation(st, v)
+                else:
+                    state.reserved[d] -= act
+                state.held[d] += act
+                state.forwards_left[d] -= 1
+            elif not st.split_backward:
+                act = -float(st.activation[v])
+        deps = (input_op[item],) if item in input_op else ()
+        op = Op(name, st.duration(item), f"stage{d}", deps, {"F": "forward", "B": "backward"}.get(kind, "weight-grad"),
+                {"kind": kind, "vs": v, "mb": j, "act": act})
+        record(op, state.now)
+        busy[d] = True
+        state.last_kind[d] = kind
+        push(end[name], 0, (d, item, name, act))
+
+    state.now = 0.0
+    for d in range(n_dev):
+        poll(d)
+    while events:
+        state.now = events[0][0]
+        touched: set[int] = set()
+        while events and events[0][0] <= state.now + 1e-12:
+            _, _, kind, payload = heapq.heappop(events)
+            if kind == 1:                                       # a message arrived
+                item = payload                                  # type: ignore[assignment]
+                d = st.placement[item[1]]                       # type: ignore[index]
+                state.ready[d].add(item)                        # type: ignore[arg-type]
+                touched.add(d)
+                continue
+            d, item, name, act = payload                        # type: ignore[misc]
+            busy[d] = False
+            completed += 1
+            touched.add(d)
+            if act < 0:
+                state.held[d] += act
+            k, v, j = item
+            if k == "F":
+                nxt: Item = ("F", v + 1, j) if v < n_virtual - 1 else ("B", v, j)
+                deliver(name, nxt, d, end[name], touched)
+            elif k == "B":
+                if st.split_backward:
+                    input_op[("W", v, j)] = name
+                    state.ready[d].add(("W", v, j))
+                if v > 0:
+                    deliver(name, ("B", v - 1, j), d, end[name], touched)
+        for d in sorted(touched):
+            poll(d)
+    if completed != total:
+        stuck = {d: sorted(state.ready[d])[:3] for d in range(n_dev) if state.ready[d]}
+        raise InputError(f"the schedule stalled with {total - completed} of {total} items left (ready: {stuck}).",
+                         field="policy", fix="check the order against the dependencies, or raise the memory limit.")
+    placed.sort(key=lambda x: (x[0], x[1]))
+    return Schedule(ops={op.name: op for _, _, op in placed}, start=start, end=end)
+
+
+def _check_orders(st: Stages, orders: dict[int, list[Item]]) -> None:
+    for d in range(st.devices):
+        want = sorted(st.items(d) + [("W", v, j) for (k, v, j) in st.items(d) if k == "W"] * (st.weight_pieces - 1))
+        if sorted(orders.get(d, [])) != want:
+            raise InputError(f"device {d}'s order does not list each of its items exactly once.", field="orders",
+                             fix="list every (kind, virtual stage, micro-batch) placed on the device"
+                                 + (f" (W {st.weight_pieces} times)" if st.weight_pieces > 1 else "") + ".")
+
+
+def orders_of(sch: Schedule) -> dict[int, list[Item]]:
+    """The per-device item orders a schedule ran (to freeze a greedy schedule into a static one)."""
+    out: dict[int, list[Item]] = {}
+    for name in sorted(sch.ops, key=lambda n: (sch.start[n], sch.end[n])):
+        a = sch.ops[name].args
+        if "kind" in a:
+            out.setdefault(int(sch.ops[name].resource[5:]), []).append((a["kind"], a["vs"], a["mb"]))  # type: ignore[index]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Policies: static orders and the greedy list scheduler
+# ---------------------------------------------------------------------------------------------------------
 
 
 def one_f_one_b_order(stage: int, pp: int, microbatches: int) -> list[tuple[str, int]]:
-    """Compute order on ``stage``: ("F", j) and ("B", j) items."""
+    """1F1B's compute order on ``stage``: ("F", j) and ("B", j) items."""
     warmup = min(pp - stage - 1, microbatches)
     order = [("F", j) for j in range(warmup)]
     for j in range(microbatches - warmup):
@@ -41,37 +391,8 @@ def one_f_one_b_order(stage: int, pp: int, microbatches: int) -> list[tuple[str,
     return order + [("B", j) for j in range(microbatches - warmup, microbatches)]
 
 
-def one_f_one_b(forward_s: np.ndarray, backward_s: np.ndarray, p2p_s: float = 0.0) -> list[Op]:
-    """Ops of one 1F1B iteration. ``forward_s[s, j]`` / ``backward_s[s, j]``: compute time of micro-batch j on
-    stage s; ``p2p_s``: activation/gradient transfer between neighbouring stages (a pure delay)."""
-    fwd, bwd = np.asarray(forward_s, dtype=np.float64), np.asarray(backward_s, dtype=np.float64)
-    if fwd.ndim != 2 or fwd.shape != bwd.shape:
-        raise InputError(f"forward {fwd.shape} and backward {bwd.shape} must both be [stages, micro-batches].",
-                         field="forward_s", fix="pass one time per (stage, micro-batch).")
-    pp, m = fwd.shape
-    ops: list[Op] = []
-    for s in range(pp):
-        for kind, j in one_f_one_b_order(s, pp, m):
-            if kind == "F":
-                deps = (f"send-F{s - 1}.{j}",) if s > 0 else ()
-                ops.append(Op(f"F{s}.{j}", float(fwd[s, j]), f"stage{s}", deps, "forward"))
-                if s < pp - 1:
-                    ops.append(Op(f"send-F{s}.{j}", p2p_s, None, (f"F{s}.{j}",), "p2p"))
-            else:
-                deps = (f"send-B{s + 1}.{j}",) if s < pp - 1 else (f"F{s}.{j}",)
-                ops.append(Op(f"B{s}.{j}", float(bwd[s, j]), f"stage{s}", deps, "backward"))
-                if s > 0:
-                    ops.append(Op(f"send-B{s}.{j}", p2p_s, None, (f"B{s}.{j}",), "p2p"))
-    return ops
-
-
-def one_f_one_b_schedule(forward_s: np.ndarray, backward_s: np.ndarray, p2p_s: float = 0.0) -> Schedule:
-    return schedule(one_f_one_b(forward_s, backward_s, p2p_s))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Interleaved 1F1B
-# ---------------------------------------------------------------------------------------------------------
+def orders_1f1b(pp: int, microbatches: int) -> dict[int, list[Item]]:
+    return {s: [(k, s, j) for k, j in one_f_one_b_order(s, pp, microbatches)] for s in range(pp)}
 
 
 def interleaved_order(stage: int, pp: int, chunks: int, microbatches: int) -> list[tuple[str, int, int]]:
@@ -93,33 +414,57 @@ def interleaved_order(stage: int, pp: int, chunks: int, microbatches: int) -> li
     return order + [item(k, False) for k in range(total - warmup, total)]
 
 
-def interleaved(forward_s: np.ndarray, backward_s: np.ndarray, chunks: int, p2p_s: float = 0.0) -> list[Op]:
-    """Ops of one interleaved-1F1B iteration. ``forward_s[s, j]`` / ``backward_s[s, j]``: the *whole stage's*
-    time for micro-batch j (each chunk takes 1 / ``chunks`` of it)."""
-    fwd, bwd = np.asarray(forward_s, dtype=np.float64), np.asarray(backward_s, dtype=np.float64)
-    pp, m = fwd.shape
-    last = pp * chunks - 1
-    ops: list[Op] = []
-    for s in range(pp):
-        for kind, c, j in interleaved_order(s, pp, chunks, m):
-            vs = c * pp + s                                     # the virtual stage
-            if kind == "F":
-                deps = (f"send-F{vs - 1}.{j}",) if vs > 0 else ()
-                ops.append(Op(f"F{vs}.{j}", float(fwd[s, j]) / chunks, f"stage{s}", deps, "forward",
-                              {"stage": s, "chunk": c, "mb": j}))
-                if vs < last:
-                    ops.append(Op(f"send-F{vs}.{j}", p2p_s, None, (f"F{vs}.{j}",), "p2p"))
-            else:
-                deps = (f"send-B{vs + 1}.{j}",) if vs < last else (f"F{vs}.{j}",)
-                ops.append(Op(f"B{vs}.{j}", float(bwd[s, j]) / chunks, f"stage{s}", deps, "backward",
-                              {"stage": s, "chunk": c, "mb": j}))
-                if vs > 0:
-                    ops.append(Op(f"send-B{vs}.{j}", p2p_s, None, (f"B{vs}.{j}",), "p2p"))
-    return ops
+def orders_interleaved(pp: int, chunks: int, microbatches: int) -> dict[int, list[Item]]:
+    """Virtual stage c x p + s on device s (``uniform_stages(.., chunks=v)`` places them so)."""
+    return {s: [(k, c * pp + s, j) for k, c, j in interleaved_order(s, pp, chunks, microbatches)] for s in range(pp)}
 
 
-def interleaved_schedule(forward_s: np.ndarray, backward_s: np.ndarray, chunks: int, p2p_s: float = 0.0) -> Schedule:
-    return schedule(interleaved(forward_s, backward_s, chunks, p2p_s))
+class Greedy:
+    """List scheduling: an idle device runs a ready B first (it is on the critical path), else the next
+    forward that fits in ``memory_limit`` (per device, in micro-batch activations), else a W. With
+    ``phases`` (CrossPipe's priorities, ATC'25 Alg. 1): once backwards have started, a device alternates F
+    and B (after an F it prefers B, after a B it prefers F) and only falls back to W when neither can run;
+    with no forwards left, B before W. Ties: lowest micro-batch, then the deepest virtual stage."""
+
+    def __init__(self, memory_limit: float | Sequence[float], phases: bool = False):
+        self.limit = memory_limit
+        self.phases = phases
+
+    def _limit(self, device: int) -> float:
+        return float(self.limit if np.isscalar(self.limit) else self.limit[device])  # type: ignore[index]
+
+    def __call__(self, device: int, state: SimState) -> Item | None:
+        ready = state.ready[device]
+        if not ready:
+            return None
+        limit = self._limit(device)
+        bs, fs, ws = [], [], []
+        for i in ready:
+            (bs if i[0] == "B" else fs if i[0] == "F" else ws).append(i)
+        fits = {v: state.admissible(device, v, limit) for v in {i[1] for i in fs}}
+        fs = [i for i in fs if fits[i[1]]]
+        b = min(bs, key=lambda i: (i[2], -i[1])) if bs else None
+        f = min(fs, key=lambda i: (i[2], -i[1])) if fs else None
+        w = min(ws, key=lambda i: (i[2], -i[1])) if ws else None
+        if self.phases and state.last_kind[device] != "F":
+            return f or b or w
+        return b or f or w
+
+
+def orders_zb_v(pp: int, microbatches: int, forward_s: float = 1.0, backward_s: float = 1.0,
+                weight_s: float = 1.0) -> dict[int, list[Item]]:
+    """ZB-V's per-device orders: the greedy list scheduler on the V placement with ZB-V's memory (p
+    micro-batches' activations per device), at zero communication cost, frozen."""
+    st = uniform_stages(pp, microbatches, forward_s, backward_s, weight_s, chunks=2, v_shape=True)
+    return orders_of(simulate(st, Greedy(float(pp))))
+
+
+def orders_zb_h1(pp: int, microbatches: int, forward_s: float = 1.0, backward_s: float = 1.0,
+                 weight_s: float = 1.0) -> dict[int, list[Item]]:
+    """ZB-H1-style per-device orders: the greedy list scheduler with 1F1B's memory profile (p - s
+    micro-batches on stage s), at zero communication cost, frozen."""
+    st = uniform_stages(pp, microbatches, forward_s, backward_s, weight_s)
+    return orders_of(simulate(st, Greedy([float(pp - s) for s in range(pp)])))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -127,55 +472,55 @@ def interleaved_schedule(forward_s: np.ndarray, backward_s: np.ndarray, chunks: 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _key(name: str) -> tuple[str, str] | None:
-    """("F" | "B" | "W", "<virtual stage>.<micro-batch>") for compute ops, None for transfers."""
-    if name[0] in "FBW" and name[1:2].isdigit():
-        return name[0], name[1:]
-    return None
-
-
-def activation_peaks(sch: Schedule, activation_bytes: float | dict[str, float] = 1.0) -> dict[str, float]:
-    """Peak activation memory per stage: each forward adds its micro-batch's activations (``activation_bytes``
-    per forward op, or per op name) and the matching backward frees them at its end (with a B/W split, the
-    W frees them: the weight gradient still needs the saved inputs)."""
+def activation_peaks(sch: Schedule, activation_bytes: float | Sequence[float] | None = None) -> dict[str, float]:
+    """Peak activation held per device. Each forward allocates at its start and the item that frees it
+    (its W, or its B without a B/W split) releases at its end; sizes are those the schedule was simulated
+    with, or ``activation_bytes`` (one number per forward, or one per virtual stage)."""
     events: dict[str, list[tuple[float, float]]] = {}
     for name, op in sch.ops.items():
-        k = _key(name)
-        if k is None or op.resource is None:
+        act = op.args.get("act", 0.0)
+        if not act or op.resource is None:
             continue
-        size = activation_bytes.get("F" + k[1], 0.0) if isinstance(activation_bytes, dict) else activation_bytes
-        if k[0] == "F":
-            events.setdefault(op.resource, []).append((sch.start[name], +size))
-        elif k[0] == "W" or (k[0] == "B" and f"W{k[1]}" not in sch.ops):
-            events.setdefault(op.resource, []).append((sch.end[name], -size))
+        if activation_bytes is None:
+            size = abs(act)
+        else:
+            size = float(activation_bytes if np.isscalar(activation_bytes)
+                         else activation_bytes[op.args["vs"]])  # type: ignore[index]
+        t = sch.start[name] if act > 0 else sch.end[name]
+        events.setdefault(op.resource, []).append((t, size if act > 0 else -size))
     peaks = {}
     for resource, ev in events.items():
         level = peak = 0.0
-        for _, delta in sorted(ev, key=lambda e: (e[0], e[1])):       # frees before allocations at a tie
+        for _, delta in sorted(ev):                             # frees before allocations at a tie
             level += delta
             peak = max(peak, level)
         peaks[resource] = peak
     return peaks
 
 
-def validate(sch: Schedule, memory_limit: float | None = None, activation_bytes: float = 1.0,
-             tol: float = 1e-9) -> list[str]:
+def validate(sch: Schedule, memory_limit: float | None = None,
+             activation_bytes: float | Sequence[float] | None = None, tol: float = 1e-9) -> list[str]:
     """Problems with a scheduled iteration (an empty list if none): an op starting before a dependency ends,
-    two ops overlapping on one stage, a backward without its forward, or a stage over ``memory_limit``."""
+    two ops overlapping on one device or link, a backward without its forward, a weight gradient before its
+    backward, or a device holding more than ``memory_limit`` of activations."""
     problems = []
     for name, op in sch.ops.items():
         for d in op.deps:
             if sch.start[name] < sch.end[d] - tol:
                 problems.append(f"{name} starts before its dependency {d} ends")
-        k = _key(name)
-        if k is not None and k[0] == "B" and f"F{k[1]}" not in sch.ops:
-            problems.append(f"{name} has no forward")
+        a = op.args
+        if a.get("kind") in ("B", "W"):
+            base = f"{a['vs']}.{a['mb']}"
+            if f"F{base}" not in sch.ops:
+                problems.append(f"{name} has no forward")
+            elif a["kind"] == "W" and f"B{base}" in sch.ops and sch.start[name] < sch.end[f"B{base}"] - tol:
+                problems.append(f"{name} runs before B{base} ends")
     by_res: dict[str, list[str]] = {}
     for name, op in sch.ops.items():
         if op.resource is not None:
             by_res.setdefault(op.resource, []).append(name)
     for resource, names in by_res.items():
-        names.sort(key=lambda n: sch.start[n])
+        names.sort(key=lambda n: (sch.start[n], sch.end[n]))
         for a, b in zip(names, names[1:], strict=False):
             if sch.start[b] < sch.end[a] - tol:
                 problems.append(f"{a} and {b} overlap on {resource}")
@@ -187,115 +532,78 @@ def validate(sch: Schedule, memory_limit: float | None = None, activation_bytes:
 
 
 def bubble_fraction(sch: Schedule) -> dict[str, float]:
-    """Each stage's idle share of the iteration (1 - busy / makespan)."""
-    return {r: 1.0 - u for r, u in sch.utilisation().items()}
+    """Each device's idle share of the iteration (1 - busy / makespan); links are left out."""
+    return {r: 1.0 - u for r, u in sch.utilisation().items() if r.startswith("stage")}
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Zero bubble (B / W split), H1-style
+# Shorthands over [stages, micro-batches] time arrays (one chunk per device unless said otherwise)
 # ---------------------------------------------------------------------------------------------------------
 
 
-def zero_bubble(forward_s: np.ndarray, backward_input_s: np.ndarray, backward_weight_s: np.ndarray,
-                p2p_s: float = 0.0, memory_limit: np.ndarray | None = None) -> list[Op]:
-    """Ops of one iteration with the backward split into B (``backward_input_s``) and W
-    (``backward_weight_s``), in per-stage orders found by list scheduling (see the module docstring).
-    ``memory_limit[s]``: micro-batches whose activations stage s may hold (default p - s, as 1F1B). Cost:
-    O(p x m x log(p m)) events."""
-    import heapq
+def one_f_one_b_schedule(forward_s: np.ndarray, backward_s: np.ndarray, p2p_s: float = 0.0) -> Schedule:
+    """1F1B; ``p2p_s``: the delay of every stage-to-stage transfer."""
+    st = Stages(forward_s, backward_s, default_link=Link(latency_s=p2p_s))
+    return simulate(st, orders_1f1b(st.devices, st.microbatches))
 
-    f, bi, bw = (np.asarray(a, dtype=np.float64) for a in (forward_s, backward_input_s, backward_weight_s))
-    pp, m = f.shape
-    limit = np.asarray(memory_limit if memory_limit is not None else [pp - s for s in range(pp)])
-    ready_f = {0: set(range(m))} | {s: set() for s in range(1, pp)}     # forwards whose input has arrived
-    ready_b: dict[int, set[int]] = {s: set() for s in range(pp)}
-    pending_w: dict[int, list[int]] = {s: [] for s in range(pp)}
-    next_f = [0] * pp                                                   # forwards run in micro-batch order
-    held = [0] * pp                                                     # micro-batches holding activations
-    free_at = [0.0] * pp
-    orders: dict[int, list[tuple[str, int]]] = {s: [] for s in range(pp)}
-    arrivals: list[tuple[float, int, str, int, int]] = []               # (time, seq, kind, stage, mb)
-    seq = 0
-    done = 0
-    now = 0.0
-    total = 3 * pp * m
 
-    def pick(s: int) -> tuple[str, int] | None:
-        if ready_b[s]:
-            return "B", min(ready_b[s])
-        j = next_f[s]
-        if j < m and j in ready_f[s] and held[s] < limit[s]:
-            return "F", j
-        if pending_w[s]:
-            return "W", pending_w[s][0]
-        return None
+def one_f_one_b(forward_s: np.ndarray, backward_s: np.ndarray, p2p_s: float = 0.0) -> list[Op]:
+    """The ops of ``one_f_one_b_schedule``, in an order ``core.timeline.schedule`` replays exactly."""
+    return list(one_f_one_b_schedule(forward_s, backward_s, p2p_s).ops.values())
 
-    busy_until: list[tuple[float, int]] = []                            # (finish time, stage) of running ops
-    running: dict[int, tuple[str, int]] = {}
-    while done < total:
-        for s in range(pp):
-            if s in running or free_at[s] > now:
-                continue
-            choice = pick(s)
-            if choice is None:
-                continue
-            kind, j = choice
-            dur = {"F": f, "B": bi, "W": bw}[kind][s, j]
-            if kind == "F":
-                ready_f[s].discard(j)
-                next_f[s] += 1
-                held[s] += 1
-            elif kind == "B":
-                ready_b[s].discard(j)
-            else:
-                pending_w[s].pop(0)
-            running[s] = choice
-            free_at[s] = now + dur
-            orders[s].append(choice)
-            heapq.heappush(busy_until, (now + dur, s))
-        t, s = heapq.heappop(busy_until)
-        now = t
-        kind, j = running.pop(s)
-        done += 1
-        if kind == "F":
-            if s < pp - 1:
-                seq += 1
-                heapq.heappush(arrivals, (now + p2p_s, seq, "F", s + 1, j))
-            else:
-                ready_b[s].add(j)
-        elif kind == "B":
-            pending_w[s].append(j)
-            if s > 0:
-                seq += 1
-                heapq.heappush(arrivals, (now + p2p_s, seq, "B", s - 1, j))
-        else:
-            held[s] -= 1                                               # W frees the micro-batch's activations
-        while arrivals and arrivals[0][0] <= now + 1e-15:
-            _, _, k, st, mb = heapq.heappop(arrivals)
-            (ready_f if k == "F" else ready_b)[st].add(mb)
-        if not busy_until and arrivals:                                 # idle until the next transfer lands
-            now = arrivals[0][0]
-            while arrivals and arrivals[0][0] <= now + 1e-15:
-                _, _, k, st, mb = heapq.heappop(arrivals)
-                (ready_f if k == "F" else ready_b)[st].add(mb)
-    ops: list[Op] = []
-    for s in range(pp):
-        for kind, j in orders[s]:
-            if kind == "F":
-                deps = (f"send-F{s - 1}.{j}",) if s > 0 else ()
-                ops.append(Op(f"F{s}.{j}", float(f[s, j]), f"stage{s}", deps, "forward"))
-                if s < pp - 1:
-                    ops.append(Op(f"send-F{s}.{j}", p2p_s, None, (f"F{s}.{j}",), "p2p"))
-            elif kind == "B":
-                deps = (f"send-B{s + 1}.{j}",) if s < pp - 1 else (f"F{s}.{j}",)
-                ops.append(Op(f"B{s}.{j}", float(bi[s, j]), f"stage{s}", deps, "backward"))
-                if s > 0:
-                    ops.append(Op(f"send-B{s}.{j}", p2p_s, None, (f"B{s}.{j}",), "p2p"))
-            else:
-                ops.append(Op(f"W{s}.{j}", float(bw[s, j]), f"stage{s}", (f"B{s}.{j}",), "weight-grad"))
-    return ops
+
+def interleaved_schedule(forward_s: np.ndarray, backward_s: np.ndarray, chunks: int, p2p_s: float = 0.0) -> Schedule:
+    """Interleaved 1F1B; ``forward_s[s, j]`` is the *whole stage's* time (each chunk takes 1 / chunks)."""
+    fwd, bwd = np.asarray(forward_s, dtype=np.float64), np.asarray(backward_s, dtype=np.float64)
+    pp, m = fwd.shape
+    st = Stages(np.tile(fwd / chunks, (chunks, 1)), np.tile(bwd / chunks, (chunks, 1)),
+                placement=[v % pp for v in range(pp * chunks)], default_link=Link(latency_s=p2p_s))
+    return simulate(st, orders_interleaved(pp, chunks, m))
+
+
+def interleaved(forward_s: np.ndarray, backward_s: np.ndarray, chunks: int, p2p_s: float = 0.0) -> list[Op]:
+    return list(interleaved_schedule(forward_s, backward_s, chunks, p2p_s).ops.values())
 
 
 def zero_bubble_schedule(forward_s: np.ndarray, backward_input_s: np.ndarray, backward_weight_s: np.ndarray,
-                         p2p_s: float = 0.0, memory_limit: np.ndarray | None = None) -> Schedule:
-    return schedule(zero_bubble(forward_s, backward_input_s, backward_weight_s, p2p_s, memory_limit))
+                         p2p_s: float = 0.0, memory_limit: Sequence[float] | None = None) -> Schedule:
+    """B/W-split schedule by the greedy list scheduler within ``memory_limit`` (default p - s micro-batches
+    on stage s, 1F1B's peak)."""
+    st = Stages(forward_s, backward_input_s, backward_weight_s, default_link=Link(latency_s=p2p_s))
+    pp = st.devices
+    return simulate(st, Greedy(memory_limit if memory_limit is not None else [pp - s for s in range(pp)]))
+
+
+def zero_bubble(forward_s: np.ndarray, backward_input_s: np.ndarray, backward_weight_s: np.ndarray,
+                p2p_s: float = 0.0, memory_limit: Sequence[float] | None = None) -> list[Op]:
+    return list(zero_bubble_schedule(forward_s, backward_input_s, backward_weight_s, p2p_s, memory_limit).ops.values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A picture of a schedule
+# ---------------------------------------------------------------------------------------------------------
+
+KIND_COLOURS = {"forward": "#4C72B0", "backward": "#55A868", "weight-grad": "#DD8452", "p2p": "#8C8C8C",
+                "recompute": "#C44E52", "swap": "#8172B3", "encoder": "#937860"}
+
+
+def plot_gantt(ax, sch: Schedule, title: str = "", links: bool = True, label_mb: bool = True) -> None:
+    """Draw ``sch`` on a matplotlib axis: one row per device (and per busy link), one box per op, coloured
+    by category, labelled with its micro-batch."""
+    rows = sorted({op.resource for op in sch.ops.values() if op.resource is not None
+                   and (links or op.resource.startswith("stage"))},
+                  key=lambda r: (not r.startswith("stage"), int("".join(c for c in r if c.isdigit()) or 0), r))
+    y = {r: i for i, r in enumerate(rows)}
+    for name, op in sch.ops.items():
+        if op.resource not in y:
+            continue
+        s, e = sch.start[name], sch.end[name]
+        ax.barh(y[op.resource], e - s, left=s, height=0.8, color=KIND_COLOURS.get(op.category, "#999999"),
+                edgecolor="white", linewidth=0.4)
+        if label_mb and "mb" in op.args and e - s > sch.makespan / 120:
+            ax.text((s + e) / 2, y[op.resource], str(op.args["mb"]), ha="center", va="center", fontsize=5,
+                    color="white")
+    ax.set_yticks(range(len(rows)), [r.replace("stage", "dev ") for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, sch.makespan)
+    ax.set_title(title, fontsize=8)
