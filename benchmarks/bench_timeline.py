@@ -27,16 +27,18 @@ if __name__ == "__main__":
         f = rng.uniform(0.5, 1.5, (pp, m))
         links = P.cross_dc_links(pp, [pp // 2], P.Link(2.0, 0.5))
         cases = {
-            "1F1B, alpha-beta cross-DC link": lambda: P.simulate(
-                P.Stages(f, 2 * f, message_bytes=1.0, links=links), P.orders_1f1b(pp, m)),
-            "interleaved 1F1B (2 chunks)": lambda: P.interleaved_schedule(f, 2 * f, 2, p2p_s=0.01),
-            "greedy, B/W split, V placement": lambda: P.simulate(
-                P.uniform_stages(pp, m, 1, 1, 1, chunks=2, v_shape=True, message_bytes=1.0, links=links),
-                P.Greedy(float(pp), phases=True)),
+            "1F1B, alpha-beta cross-DC link": (P.Stages(f, 2 * f, message_bytes=1.0, links=links),
+                                               P.orders_1f1b(pp, m)),
+            "interleaved 1F1B (2 chunks)": (P.Stages(np.tile(f / 2, (2, 1)), np.tile(f, (2, 1)),
+                                                     placement=[v % pp for v in range(2 * pp)]),
+                                            P.orders_interleaved(pp, 2, m)),
+            "greedy, B/W split, V placement": (P.uniform_stages(pp, m, 1, 1, 1, chunks=2, v_shape=True,
+                                                                message_bytes=1.0, links=links),
+                                               P.Greedy(float(pp), phases=True)),
         }
-        for name, fn in cases.items():
-            sch, t_sim = timed(fn)
-            problems, t_val = timed(lambda sch=sch: P.validate(sch, memory_limit=float(2 * pp)))
+        for name, (stages, policy) in cases.items():
+            sch, t_sim = timed(lambda stages=stages, policy=policy: P.simulate(stages, policy))
+            problems, t_val = timed(lambda sch=sch, pp=pp: P.validate(sch, memory_limit=float(2 * pp)))
             _, t_rep = timed(lambda sch=sch: schedule(list(sch.ops.values())))
             print(f"{name:<34} {pp:>6} {m:>5} {len(sch.ops):>7} {t_sim:>10.3f} {t_val:>10.3f} {t_rep:>9.3f}"
                   + (f"  {len(problems)} problems" if problems else ""))

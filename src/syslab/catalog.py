@@ -61,6 +61,7 @@ CATALOG: tuple[Entry, ...] = (
           "syslab.training.popfetcher", ("torch",), exclusive=True),
     Entry("jenga", "JENGA", "ATC 2025", "training", "REAL", "syslab.training.jenga", ("torch",), exclusive=True),
     Entry("crosspipe", "CrossPipe", "ATC 2025", "training", "HYBRID", "syslab.training.crosspipe"),
+    Entry("obscura", "Obscura", "ATC 2025", "training", "HYBRID", "syslab.training.obscura"),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve", exclusive=True),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),

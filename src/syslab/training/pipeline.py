@@ -31,7 +31,8 @@ CrossPipe's greedy). Static orders:
   found here by the greedy list scheduler under ZB-V's memory (p micro-batches' worth per device), then
   frozen as a static order.
 
-Memory: a forward of virtual stage v holds ``Stages.activation[v]`` (default: 1 / chunks-per-device, so a
+Memory: a forward of virtual stage v holds ``Stages.activation[v]`` (or ``[v, j]`` per micro-batch, for
+schedules that recompute or swap some micro-batches; default: 1 / chunks-per-device, so a
 whole device's share of one micro-batch is 1) until the item that frees it ends (its W, or its B when the
 backward is not split). ``activation_peaks`` and ``validate`` read that from the schedule.
 
@@ -103,13 +104,21 @@ class Stages:
         if self.activation is None:
             per_device = np.bincount(self.placement)
             self.activation = np.array([1.0 / per_device[d] for d in self.placement])
-        self.activation = np.asarray(self.activation, dtype=np.float64)
+        act = np.asarray(self.activation, dtype=np.float64)
+        if act.ndim == 1:
+            act = np.repeat(act[:, None], self.forward_s.shape[1], axis=1)
+        if act.shape != self.forward_s.shape or (act < 0).any():
+            raise InputError(f"activation has shape {act.shape}; give one size >= 0 per virtual stage or per "
+                             f"(virtual stage, micro-batch) {self.forward_s.shape}.", field="activation",
+                             fix="pass a [virtual stages] or [virtual stages, micro-batches] array.")
+        self.activation = act
         if self.weight_pieces < 1:
             raise InputError(f"weight_pieces = {self.weight_pieces}.", field="weight_pieces", fix="use >= 1.")
         # per device: its first virtual stage; per virtual stage: what its later chunks on that device hold
         self.first_chunk = {d: self.placement.index(d) for d in set(self.placement)}
-        self.later_activation = np.array([sum(self.activation[u] for u in range(v + 1, n_virtual)
-                                              if self.placement[u] == self.placement[v]) for v in range(n_virtual)])
+        self.later_activation = np.array([sum((act[u] for u in range(v + 1, n_virtual)
+                                               if self.placement[u] == self.placement[v]), np.zeros(act.shape[1]))
+                                          for v in range(n_virtual)])
 
     @property
     def virtual_stages(self) -> int:
@@ -183,14 +192,14 @@ class SimState:
     forwards_left: np.ndarray             # per device: forwards not yet started
     last_kind: list[str]                  # per device: kind of the last item started ("" before any)
 
-    def admissible(self, device: int, v: int, limit: float) -> bool:
+    def admissible(self, device: int, item: Item, limit: float) -> bool:
         """Whether forward (v, .) fits in ``limit``: a micro-batch's first forward on a device also
         reserves what its later chunks there will hold, so admitted micro-batches can always finish their
         forward pass here (no memory deadlock on multi-chunk placements)."""
-        st = self.stages
+        st, (_, v, j) = self.stages, item
         if _first_chunk(st, device) != v:
             return True                                         # its memory was reserved on admission
-        need = st.activation[v] + _later_activation(st, v)
+        need = st.activation[v, j] + st.later_activation[v, j]
         return self.held[device] + self.reserved[device] + need <= limit + 1e-9
 
 
@@ -199,10 +208,6 @@ Policy = Callable[[int, SimState], Item | None]
 
 def _first_chunk(st: Stages, device: int) -> int:
     return st.first_chunk[device]
-
-
-def _later_activation(st: Stages, v: int) -> float:
-    return float(st.later_activation[v])
 
 
 class FixedOrder:
@@ -297,19 +302,19 @@ def simulate(st: Stages, policy: Policy | dict[int, list[Item]]) -> Schedule:
                 name += f"/{piece}"
             if w_left[(v, j)] == 0:
                 state.ready[d].discard(item)
-                act = -float(st.activation[v])
+                act = -float(st.activation[v, j])
         else:
             state.ready[d].discard(item)
             if kind == "F":
-                act = float(st.activation[v])
+                act = float(st.activation[v, j])
                 if _first_chunk(st, d) == v:
-                    state.reserved[d] += _later_activation(st, v)
+                    state.reserved[d] += st.later_activation[v, j]
                 else:
                     state.reserved[d] -= act
                 state.held[d] += act
                 state.forwards_left[d] -= 1
             elif not st.split_backward:
-                act = -float(st.activation[v])
+                act = -float(st.activation[v, j])
         deps = (input_op[item],) if item in input_op else ()
         op = Op(name, st.duration(item), f"stage{d}", deps, {"F": "forward", "B": "backward"}.get(kind, "weight-grad"),
                 {"kind": kind, "vs": v, "mb": j, "act": act})
@@ -325,7 +330,8 @@ def simulate(st: Stages, policy: Policy | dict[int, list[Item]]) -> Schedule:
         state.now = events[0][0]
         touched: set[int] = set()
         while events and events[0][0] <= state.now + 1e-12:
-            _, _, kind, payload = heapq.heappop(events)
+            t_event, _, kind, payload = heapq.heappop(events)
+            state.now = max(state.now, t_event)                 # never start before an op that just ended
             if kind == 1:                                       # a message arrived
                 item = payload                                  # type: ignore[assignment]
                 d = st.placement[item[1]]                       # type: ignore[index]
@@ -441,8 +447,7 @@ class Greedy:
         bs, fs, ws = [], [], []
         for i in ready:
             (bs if i[0] == "B" else fs if i[0] == "F" else ws).append(i)
-        fits = {v: state.admissible(device, v, limit) for v in {i[1] for i in fs}}
-        fs = [i for i in fs if fits[i[1]]]
+        fs = [i for i in fs if state.admissible(device, i, limit)]
         b = min(bs, key=lambda i: (i[2], -i[1])) if bs else None
         f = min(fs, key=lambda i: (i[2], -i[1])) if fs else None
         w = min(ws, key=lambda i: (i[2], -i[1])) if ws else None

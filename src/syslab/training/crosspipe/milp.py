@@ -140,9 +140,9 @@ def solve(st: P.Stages, memory_limit: float, time_limit_s: float = 10.0) -> Milp
         forwards = [o for o in on if items[o][0] == "F"]
         frees = [o for o in on if items[o][0] == free_kind]
         for q in forwards:
-            const, coefs = float(st.activation[items[q][1]]), {}
+            const, coefs = float(st.activation[items[q][1], items[q][2]]), {}
             for p_, sign in [(p_, 1.0) for p_ in forwards if p_ != q] + [(r, -1.0) for r in frees]:
-                size = sign * float(st.activation[items[p_][1]])
+                size = sign * float(st.activation[items[p_][1], items[p_][2]])
                 c0, lin = before(p_, q)
                 const += size * c0
                 for var, coef in lin.items():
