@@ -10,7 +10,7 @@ from tests.conftest import need
 DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths", "kvcache-wild": None,
             "blitzscale": "azure_llm_2023", "nanoflow": None, "deepserve": None, "weaver": "azure_llm_2023",
             "llmstation": None, "traincheck": None, "greyhound": "straggler_traces", "mtuner": None,
-            "popfetcher": None, "jenga": None, "crosspipe": None, "obscura": None}
+            "popfetcher": None, "jenga": None, "crosspipe": None, "obscura": None, "optimus": None}
 
 KNOWN_GAPS = {
     # Our FLOP-based cost model makes dataloader-order packing more imbalanced (~1.9) than the paper's
