@@ -215,3 +215,19 @@ def test_crosspipe_compare_json_traces_and_bad_input(capsys, tmp_path):
     assert any(e.get("ph") == "X" for e in trace["traceEvents"])
     code, _, err = run_cli(["crosspipe", "compare", "--latency", "-1"], capsys)
     assert code == 2 and "Traceback" not in err and "negative delay" in err
+
+
+def test_flexpipe_simulate_json_and_bad_input(capsys, tmp_path):
+    p = tmp_path / "lengths.json"
+    p.write_text(json.dumps([500, 900, 1200, 3000, 20000] * 20))
+    code, out, _ = run_cli(["flexpipe", "simulate", "--lengths", str(p), "--iterations", "30", "--json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and body["iterations"] == 30
+    pol = body["policies"]
+    assert {"static (fewest stages)", "static (best fixed)", "static + recompute", "FlexPipe"} <= set(pol)
+    assert pol["FlexPipe"]["tokens_per_s"] > 0 and pol["FlexPipe"]["max_decision_ms"] < 1000
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, -4]")
+    code, _, err = run_cli(["flexpipe", "simulate", "--lengths", str(bad)], capsys)
+    assert code == 2 and "Traceback" not in err and "bad.json" in err
+    assert bad.read_text() == "[1, -4]"                                  # the user's file is untouched

@@ -63,6 +63,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("crosspipe", "CrossPipe", "ATC 2025", "training", "HYBRID", "syslab.training.crosspipe"),
     Entry("obscura", "Obscura", "ATC 2025", "training", "HYBRID", "syslab.training.obscura"),
     Entry("optimus", "Optimus", "ATC 2025", "training", "MODELLED", "syslab.training.optimus"),
+    Entry("flexpipe", "FlexPipe", "ATC 2025", "training", "HYBRID", "syslab.training.flexpipe", ("torch",)),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve", exclusive=True),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),

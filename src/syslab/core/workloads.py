@@ -6,8 +6,10 @@ Loaders return a DataFrame with ``arrival_s`` (seconds from the first request), 
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -100,3 +102,33 @@ def time_scale(trace: pd.DataFrame, factor: float) -> pd.DataFrame:
     out = trace.copy()
     out["arrival_s"] = out["arrival_s"] / factor
     return out
+
+
+# Sequence / document lengths: one JSON list of positive integers (WLB-LLM, FlexPipe)
+
+
+def load_lengths(path: str | Path) -> np.ndarray:
+    """A JSON list of positive integer document lengths (tokens)."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("file not found.", file=path, fix="pass a JSON list of document lengths.") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON ({e.msg} at line {e.lineno}).", file=path,
+                         fix="write a JSON list such as [4096, 812, 30211].") from None
+    return validate_lengths(raw, source=path)
+
+
+def validate_lengths(raw: Any, source: str | Path = "<lengths>") -> np.ndarray:
+    if not isinstance(raw, list) or not raw:
+        raise InputError("expected a non-empty JSON list of integers.", file=source, field="lengths",
+                         fix="write a JSON list such as [4096, 812, 30211].")
+    for i, x in enumerate(raw):
+        if isinstance(x, bool) or not isinstance(x, int | float) or x != int(x):
+            raise InputError(f"item {i} is {x!r}, not an integer.", file=source, field=f"lengths[{i}]",
+                             fix="give each document's length in tokens as an integer.")
+        if x <= 0:
+            raise InputError(f"item {i} is {x}; lengths must be positive.", file=source, field=f"lengths[{i}]",
+                             fix="drop empty documents and negative values.")
+    return np.asarray(raw, dtype=np.int64)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import deque
@@ -14,39 +13,13 @@ from typing import Any
 import numpy as np
 
 from syslab.core.errors import InputError
+from syslab.core.workloads import load_lengths, validate_lengths  # noqa: F401  (re-exported)
 from syslab.training.wlb_llm.cost import CostModel, imbalance_degree, iteration_s
 from syslab.training.wlb_llm.cp import microbatch_time_s
 
 # ---------------------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------------------
-
-
-def load_lengths(path: str | Path) -> np.ndarray:
-    """A JSON list of positive integer document lengths (tokens)."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError("file not found.", file=path, fix="pass a JSON list of document lengths.") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON ({e.msg} at line {e.lineno}).", file=path,
-                         fix="write a JSON list such as [4096, 812, 30211].") from None
-    return validate_lengths(raw, source=path)
-
-
-def validate_lengths(raw: Any, source: str | Path = "<lengths>") -> np.ndarray:
-    if not isinstance(raw, list) or not raw:
-        raise InputError("expected a non-empty JSON list of integers.", file=source, field="lengths",
-                         fix="write a JSON list such as [4096, 812, 30211].")
-    for i, x in enumerate(raw):
-        if isinstance(x, bool) or not isinstance(x, int | float) or x != int(x):
-            raise InputError(f"item {i} is {x!r}, not an integer.", file=source, field=f"lengths[{i}]",
-                             fix="give each document's length in tokens as an integer.")
-        if x <= 0:
-            raise InputError(f"item {i} is {x}; lengths must be positive.", file=source, field=f"lengths[{i}]",
-                             fix="drop empty documents and negative values.")
-    return np.asarray(raw, dtype=np.int64)
 
 
 def check_context(lengths: np.ndarray, context: int, microbatches: int, split_long: bool = False,

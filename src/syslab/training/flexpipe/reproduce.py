@@ -1,0 +1,167 @@
+"""FlexPipe's reproduction: a GPT-3.35B-like model on 16 modelled A100s trained on a long-tail stream of
+mini-batches, FlexPipe (FMOP + HBSA, switch stall 0.8 s) against static pipelines sized for the longest
+sequence, HBSA against brute force on 8-GPU instances, and the REAL toy live reconfiguration in torch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from syslab.core.claims import Claim, Expect, Result, Table
+from syslab.core.run import Run, pyplot
+from syslab.core.workloads import load_lengths, load_lmsys
+from syslab.training.flexpipe import model as M
+from syslab.training.flexpipe import plan as F
+
+CLAIMS = (
+    Claim("throughput-vs-static", "token throughput over a static pipeline sized for the longest sequence (the "
+          "fewest stages that fit it, the other GPUs as data parallelism)", paper=1.25, unit="x",
+          expect=Expect(at_least=1.2), source="abstract: 1.25x on average over the state of the art (our notes' "
+          "suggested claim)"),
+    Claim("switches-per-10", "grow or shrink switches per 10 iterations", paper=10 / 37, unit="",
+          expect=Expect(at_most=1.0), source="§6: a grow or shrink about every 37 iterations"),
+    Claim("decision-ms", "slowest FMOP + HBSA decision (Python, this machine)", paper=15, unit="ms",
+          expect=Expect(at_most=50), source="§6: 15 ms per decision (745 ms brute force)"),
+    Claim("hbsa-gap", "largest iteration-time gap of HBSA's pick over brute force, 8-GPU instances", paper="small",
+          unit="", expect=Expect(at_most=0.05), source="our notes' acceptance"),
+    Claim("live-params-equal", "REAL: max |parameter difference| after training through grow, shrink and back "
+          "via host TwinLayers, against uninterrupted training (torch, float64)", paper="no loss impact", unit="",
+          expect=Expect(at_most=1e-6), source="§5: live reconfiguration does not change training"),
+)
+
+LONG_SHARE = 0.03          # share of mini-batches holding a long sequence (the paper: about 3%)
+
+
+def workload(run: Run, job: M.Job, iterations: int) -> tuple[list[np.ndarray], str]:
+    """Mini-batches from a mixture: LMSYS-Chat lengths (prompt + response) with, at a rate that puts a long
+    sequence in about 3% of mini-batches, documents over 8K tokens from ``wlb_doc_lengths`` (capped at 32K).
+    Neither real dataset alone matches the paper's FLANv2 statistics (LMSYS never exceeds 5K; the WLB
+    documents put a long one in nearly every batch), so the mixture is calibrated to the paper's 3%."""
+    rng = run.rng(1)
+    if run.data.has("lmsys_lengths") and run.data.has("wlb_doc_lengths"):
+        df = load_lmsys(run.data.path("lmsys_lengths", "lmsys.csv"))
+        short = (df["prompt_tokens"] + df["output_tokens"]).to_numpy()
+        docs = load_lengths(run.data.path("wlb_doc_lengths", "doc_lengths.json"))
+        long = docs[docs > 8192]
+        source = "LMSYS-Chat lengths mixed with WLB documents > 8K (calibrated to 3% long mini-batches)"
+    else:
+        short = np.maximum(64, rng.lognormal(6.7, 0.9, 50_000)).astype(np.int64)
+        long = rng.integers(8193, 32769, 2_000)
+        source = "SYNTHETIC: lognormal short lengths and uniform 8K-32K long ones (datasets not found)"
+    return F.mixture_batches(short, long, job.batch, iterations, LONG_SHARE, rng), source
+
+
+def reproduce(run: Run) -> Result:
+    result = Result(system="flexpipe")
+    job = M.Job()
+    iterations = 400 if run.quick else 2000
+    batches, source = workload(run, job, iterations)
+    mus = np.array([b.max() for b in batches])
+    run.progress(f"{iterations} iterations: static baselines")
+    statics = {"static (fewest stages)": F.static(job, batches),
+               "static (best fixed)": F.static(job, batches, fewest_stages=False),
+               "static + recompute": F.static(job, batches, recompute=True)}
+    start = statics["static (fewest stages)"][1]
+    run.progress("FlexPipe: FMOP + HBSA before every iteration")
+    flex = F.flexpipe(job, batches, start, horizon=10)
+    literal = F.flexpipe(job, batches, start, horizon=1)
+    run.progress("HBSA against brute force on 8-GPU instances")
+    small = M.Job(layers=12, gpus=8, batch=16)
+    picks = _gap_batches(batches, 4 if run.quick else 12)
+    hb_space = list(F.hbsa_space(small))
+    gaps = []
+    for b in picks:
+        b16 = b[:16]
+        _, t_h = F.best(small, b16, hb_space)
+        _, t_b = F.brute_force(small, b16)
+        gaps.append(t_h / t_b - 1)
+    run.progress("REAL: live reconfiguration of a torch model through host TwinLayers")
+    from syslab.training.flexpipe import live
+    demo = live.run()
+    import torch
+    demo32 = live.run(dtype=torch.float32)
+
+    base = statics["static (fewest stages)"][0]
+    result.findings += [
+        CLAIMS[0].measure(flex.throughput / base.throughput if base.steps else None,
+                          f"{flex.throughput:,.0f} vs {base.throughput:,.0f} tokens/s; the best fixed mapping "
+                          f"reaches {statics['static (best fixed)'][0].throughput:,.0f}, so in our model a well-chosen "
+                          "static mapping already suits both short and long batches"),
+        CLAIMS[1].measure(10 * flex.switches / iterations, f"{flex.switches} switches, {flex.count('memopt')} "
+                          f"memory-optimised iterations in {iterations}"),
+        CLAIMS[2].measure(1000 * max(s.decide_s for s in flex.steps), f"median "
+                          f"{1000 * float(np.median([s.decide_s for s in flex.steps])):.1f} ms over "
+                          f"{len(hb_space) and len(list(F.hbsa_space(job)))} candidate mappings"),
+        CLAIMS[3].measure(max(gaps), f"{len(gaps)} mini-batches, {len(hb_space)} HBSA candidates vs "
+                          f"{len(list(F.full_space(small)))} mappings"),
+        CLAIMS[4].measure(demo["max_param_diff"], f"{demo['switches']} reconfigurations in {demo['iterations']} "
+                          f"iterations, {demo['bytes_moved']:,} bytes copied from the host; replicas differ by "
+                          f"{demo['replica_diff']:g}; in float32 the difference is {demo32['max_param_diff']:.1e}, the "
+                          "rounding of sharded gradient sums amplified by Adam, with or without reconfiguration"),
+    ]
+    rows = []
+    for name, (trace, mapping) in statics.items():
+        rows.append([name, _fmt_map(mapping), f"{trace.throughput:,.0f}" if trace.steps else "OOM", 0, 0,
+                     f"{trace.throughput / base.throughput:.3f}" if trace.steps else "-"])
+    for name, trace in (("FlexPipe (switch amortised over 10 iterations)", flex),
+                        ("FlexPipe (the paper's one-iteration rule)", literal)):
+        rows.append([name, f"{len(set(s.mapping for s in trace.steps))} mappings", f"{trace.throughput:,.0f}",
+                     trace.switches, trace.count("memopt"), f"{trace.throughput / base.throughput:.3f}"])
+    result.tables.append(Table(
+        f"Token throughput, GPT-3.35B-like on 16 modelled A100s, {iterations} iterations of {job.batch} sequences; "
+        f"workload: {source}; {float((mus < 4096).mean()):.0%} of mini-batches have a longest sequence under 4K "
+        f"(paper: 95%), {float((mus > 8192).mean()):.1%} over 8K",
+        ["policy", "mapping ((layers, GPUs) per stage)", "tokens/s", "switches", "memory-optimised", "vs static"],
+        rows))
+    result.tables.append(_why(job, batches))
+    result.metrics.update({"throughput": {r[0]: r[2] for r in rows}, "hbsa_gaps": gaps, "live": demo})
+    result.figures.append(_figure(run, batches, flex, statics))
+    return result
+
+
+def _why(job: M.Job, batches: list[np.ndarray]) -> Table:
+    """Iteration time of the even mappings on a typical and on the longest mini-batch: what a switch could win."""
+    typical = batches[int(np.argsort([b.max() for b in batches])[len(batches) // 2])]
+    longest = max(batches, key=lambda b: b.max())
+    rows = []
+    for stages in (1, 2, 4, 8, 16):
+        mp = tuple((job.layers // stages, job.gpus // stages) for _ in range(stages))
+        cells = []
+        for b in (typical, longest):
+            fit = M.fits(job, mp, b)
+            cells.append(f"{M.iteration_s(job, mp, b):.2f}" + ("" if fit else " (OOM)"))
+        rows.append([stages, _fmt_map(mp), *cells])
+    return Table(f"Why: modelled iteration time (s) of even mappings on a median mini-batch (longest "
+                 f"{typical.max():,}) and on the longest (longest {longest.max():,}); OOM = does not fit without "
+                 "recomputation", ["stages", "mapping", "median batch", "longest batch"], rows)
+
+
+def _gap_batches(batches: list[np.ndarray], k: int) -> list[np.ndarray]:
+    """Half short, half the longest mini-batches (memory binds there)."""
+    order = sorted(range(len(batches)), key=lambda i: batches[i].max())
+    return [batches[i] for i in order[:k // 2] + order[-(k - k // 2):]]
+
+
+def _fmt_map(mapping) -> str:
+    if mapping is None:
+        return "none fits"
+    return " ".join(f"({la},{g})" for la, g in mapping)
+
+
+def _figure(run: Run, batches, flex: F.Trace, statics):
+    plt = pyplot()
+    fig, axes = plt.subplots(2, 1, figsize=(11, 5), sharex=True)
+    x = np.arange(len(batches))
+    axes[0].plot(x, [b.max() for b in batches], lw=0.8)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("longest sequence")
+    axes[1].step(x, [len(s.mapping) for s in flex.steps], where="post", label="FlexPipe stages")
+    for name, (_, mapping) in statics.items():
+        if mapping is not None:
+            axes[1].axhline(len(mapping), ls="--", lw=0.8, label=f"{name} ({len(mapping)})", color="gray")
+    mem = [i for i, s in enumerate(flex.steps) if s.recompute]
+    axes[1].scatter(mem, [len(flex.steps[i].mapping) for i in mem], color="C3", s=12, label="memory-optimised")
+    axes[1].set_ylabel("pipeline stages")
+    axes[1].set_xlabel("iteration")
+    axes[1].legend(fontsize=7)
+    return run.save_figure(fig, "mapping", "The next mini-batch's longest sequence (top) and the pipeline depth "
+                           "FlexPipe picks for it (bottom), against the static baselines.")
