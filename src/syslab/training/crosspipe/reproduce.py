@@ -173,6 +173,7 @@ def _gantt_figure(run: Run, runs: dict[str, P.Schedule], cell: tuple[float, floa
     fig, axes = plt.subplots(len(names), 1, figsize=(11, 1.25 * len(names) + 1.2), sharex=True)
     for ax, name in zip(axes, names, strict=True):
         P.plot_gantt(ax, runs[name], f"{name}: {runs[name].makespan:g} T_F", links=False)
+    axes[-1].set_xlim(0, max(runs[n].makespan for n in names))          # shared axis: fit the longest
     axes[-1].set_xlabel(f"time (T_F); cross-DC latency {cell[0]:g} T_F between dev 1 and dev 2")
     return run.save_figure(fig, "gantt", "One iteration under a cross-DC latency of 2 forward times: static "
                            "schedules stretch, CrossPipe's greedy reorders work around the delay (blue F, green B, "

@@ -141,6 +141,7 @@ def _gantt(run: Run, plans):
     fig, axes = plt.subplots(len(names), 1, figsize=(11, 1.6 * len(names) + 1), sharex=True)
     for ax, n in zip(axes, names, strict=True):
         P.plot_gantt(ax, plans[n].schedule, f"{n}: {plans[n].time_s:.2f} s per iteration", label_mb=False)
+    axes[-1].set_xlim(0, max(plans[n].time_s for n in names))           # shared axis: fit the longest
     axes[-1].set_xlabel("time (s), llama2-28b, 16 micro-batches")
     return run.save_figure(fig, "gantt", "One iteration per schedule (blue forward, green backward including "
                            "recomputation): full recomputation stretches every backward; Obscura's plan hides it.")
