@@ -21,12 +21,13 @@ CrossPipe's greedy). Static orders:
   forwards, then alternates one forward and one backward, then drains. Bubble (p - 1) / (m + p - 1).
 * Interleaved 1F1B (same paper, §2.2.2): v chunks per device, virtual stage c x p + s on device s;
   (p - s - 1) x 2 + (v - 1) x p warm-up forwards; bubble (p - 1) / (v m) of the ideal time.
-* ZB-H1 (Qi et al., ICLR'24, "Zero Bubble Pipeline Parallelism", §3.1): the backward split into B and W with
-  1F1B's memory profile (p - s micro-batches on stage s), W's filling what would be bubbles. Built here by the
-  greedy list scheduler at zero communication cost and frozen. Our memory accounting is stricter than the
-  paper's: a micro-batch's activations stay until its W ends (the paper frees most of them at B and keeps
-  only W's inputs), so at F = B = W the greedy leaves 2 (p - 1) units of bubble, between 1F1B's 3 (p - 1) and
-  the paper's p - 1, which needs the W's deferred past what our accounting admits.
+* ZB-H1 (Qi et al., ICLR'24, "Zero Bubble Pipeline Parallelism", §2.1): 1F1B's pattern with each backward
+  split into B and W and the W's delayed to fill the tail, every stage keeping p micro-batches in flight.
+  Built here by the greedy list scheduler with phase priorities under that in-flight bound, at zero
+  communication cost, then frozen; at F = B = W it reaches the paper's bubble, (p - 1)(F + B - W) = p - 1
+  units (1F1B: 3 (p - 1)), checked for p up to 8. Our accounting holds a micro-batch's activations until its
+  W, so every stage holds p; the paper counts the deferred W's smaller activations, so its stage 0 stays at
+  1F1B's peak.
 * ZB-V (same paper, §6): two chunks per device in a V (chunk 0 on devices 0..p-1, chunk 1 back on p-1..0),
   found here by the greedy list scheduler under ZB-V's memory (p micro-batches' worth per device), then
   frozen as a static order.
@@ -466,10 +467,10 @@ def orders_zb_v(pp: int, microbatches: int, forward_s: float = 1.0, backward_s: 
 
 def orders_zb_h1(pp: int, microbatches: int, forward_s: float = 1.0, backward_s: float = 1.0,
                  weight_s: float = 1.0) -> dict[int, list[Item]]:
-    """ZB-H1-style per-device orders: the greedy list scheduler with 1F1B's memory profile (p - s
-    micro-batches on stage s), at zero communication cost, frozen."""
+    """ZB-H1's per-device orders: the phase-priority greedy with p micro-batches in flight per stage, at
+    zero communication cost, frozen (see the module docstring)."""
     st = uniform_stages(pp, microbatches, forward_s, backward_s, weight_s)
-    return orders_of(simulate(st, Greedy([float(pp - s) for s in range(pp)])))
+    return orders_of(simulate(st, Greedy(float(pp), phases=True)))
 
 
 # ---------------------------------------------------------------------------------------------------------

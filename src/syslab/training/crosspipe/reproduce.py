@@ -87,8 +87,8 @@ def reproduce(run: Run) -> Result:
     top_static = max(cut_static, key=cut_static.get)
     result.findings += [
         CLAIMS[0].measure(zero[best[(0.0, 0.0)]] / zero["ZBH1"],
-                          f"{best[(0.0, 0.0)]} {zero[best[(0.0, 0.0)]]:g} vs ZB-H1 {zero['ZBH1']:g} (units of T_F); "
-                          "the greedy may use the whole budget on every stage where ZB-H1 keeps 1F1B's profile"),
+                          f"{best[(0.0, 0.0)]} {zero[best[(0.0, 0.0)]]:g} vs ZB-H1 {zero['ZBH1']:g} (units of T_F, "
+                          f"ZB-H1's bound 3m + p - 1 = {3 * m + pp - 1})"),
         CLAIMS[1].measure(cut_1f1b[lat2], f"{best[lat2]} {span[lat2][best[lat2]]:g} vs 1F1B {span[lat2]['1F1B']:g}; "
                           f"part of it is the B/W split alone (at no delay the cut is {cut_1f1b[(0.0, 0.0)]:.0%})"),
         CLAIMS[2].measure(cut_1f1b[top], f"at T_lat = {top[0]:g}, T_bw = {top[1]:g}: {best[top]} "

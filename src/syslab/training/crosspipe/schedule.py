@@ -23,8 +23,8 @@ The sensitivity study also runs the greedy on Loop (CrossLoop) and without the B
 (``pattern_makespan``).
 
 Memory: every schedule gets one budget, 1F1B's peak: p micro-batches' activations per device (a micro-batch
-holds its activations from its forward to its W). The static ZB-H1 keeps 1F1B's per-stage profile (p - s);
-interleaved 1F1B needs more than the budget (its natural peak, reported beside it).
+holds its activations from its forward to its W), which is also ZB-H1's in-flight bound; interleaved 1F1B
+needs more than the budget (its natural peak, reported beside it).
 """
 
 from __future__ import annotations
