@@ -231,3 +231,16 @@ def test_flexpipe_simulate_json_and_bad_input(capsys, tmp_path):
     code, _, err = run_cli(["flexpipe", "simulate", "--lengths", str(bad)], capsys)
     assert code == 2 and "Traceback" not in err and "bad.json" in err
     assert bad.read_text() == "[1, -4]"                                  # the user's file is untouched
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_afaas_bench_json_and_bad_input(capsys):
+    from syslab.cloud.afaas import bench as AB
+
+    code, out, _ = run_cli(["afaas", "bench", "--concurrency", "2", "--requests", "2", "--json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and body["concurrency"] == 2 and body["resources"] in ("real", "emulated")
+    assert body["fork_seed"]["p50_ms"] < body["spawn"]["p50_ms"]
+    assert AB.leftovers() == []
+    code, _, err = run_cli(["afaas", "bench", "--concurrency", "0"], capsys)
+    assert code == 2 and "Traceback" not in err

@@ -1,0 +1,1 @@
+"""Cloud resource systems (OSDI'25 / ATC'25)."""
