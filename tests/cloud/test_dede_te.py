@@ -19,7 +19,7 @@ def test_group_projection_is_the_exact_weighted_projection(n, seed):
     v = rng.normal(1, 2, n)
     step = rng.uniform(0.2, 2, n)
     limit = np.array([rng.uniform(0.1, 3)])
-    x = T.project_groups(v, step, np.zeros(n, dtype=int), limit)
+    x = T.project_groups(v, step, np.ones(n), np.zeros(n, dtype=int), limit)
     assert x.sum() <= limit[0] + 1e-9 and (x >= 0).all()
     obj = lambda y: (((y - v) ** 2) / (2 * step)).sum()                    # noqa: E731
     ref = minimize(obj, np.zeros(n), method="SLSQP", bounds=[(0, None)] * n,

@@ -30,3 +30,17 @@ class InputError(ValueError):
         if self.fix:
             text += f" Fix: {self.fix}"
         return text
+
+
+def read_json(path: str | Path, fix: str):
+    """The parsed contents of a user's JSON file; a missing or malformed file is an ``InputError`` that
+    names the file, the line and ``fix``."""
+    import json
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError("file not found.", file=path, fix=fix) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON ({e.msg} at line {e.lineno}).", file=path, fix=fix) from None

@@ -6,7 +6,6 @@ Loaders return a DataFrame with ``arrival_s`` (seconds from the first request), 
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syslab.core.errors import InputError
+from syslab.core.errors import InputError, read_json
 
 TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
@@ -109,14 +108,7 @@ def time_scale(trace: pd.DataFrame, factor: float) -> pd.DataFrame:
 
 def load_lengths(path: str | Path) -> np.ndarray:
     """A JSON list of positive integer document lengths (tokens)."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError("file not found.", file=path, fix="pass a JSON list of document lengths.") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON ({e.msg} at line {e.lineno}).", file=path,
-                         fix="write a JSON list such as [4096, 812, 30211].") from None
+    raw = read_json(path, fix="write a JSON list of document lengths such as [4096, 812, 30211].")
     return validate_lengths(raw, source=path)
 
 

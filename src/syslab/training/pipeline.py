@@ -198,17 +198,13 @@ class SimState:
         reserves what its later chunks there will hold, so admitted micro-batches can always finish their
         forward pass here (no memory deadlock on multi-chunk placements)."""
         st, (_, v, j) = self.stages, item
-        if _first_chunk(st, device) != v:
+        if st.first_chunk[device] != v:
             return True                                         # its memory was reserved on admission
         need = st.activation[v, j] + st.later_activation[v, j]
         return self.held[device] + self.reserved[device] + need <= limit + 1e-9
 
 
 Policy = Callable[[int, SimState], Item | None]
-
-
-def _first_chunk(st: Stages, device: int) -> int:
-    return st.first_chunk[device]
 
 
 class FixedOrder:
@@ -308,7 +304,7 @@ def simulate(st: Stages, policy: Policy | dict[int, list[Item]]) -> Schedule:
             state.ready[d].discard(item)
             if kind == "F":
                 act = float(st.activation[v, j])
-                if _first_chunk(st, d) == v:
+                if st.first_chunk[d] == v:
                     state.reserved[d] += st.later_activation[v, j]
                 else:
                     state.reserved[d] -= act

@@ -78,26 +78,35 @@ class SeparableLP:
         return float(max(rows.max(initial=0.0), cols.max(initial=0.0), 0.0))
 
 
+def project_groups(v: np.ndarray, step: np.ndarray, coef: np.ndarray, group: np.ndarray, limit: np.ndarray,
+                   upper: np.ndarray | float = np.inf) -> np.ndarray:
+    """For every group g of entries: x_k = clip(v_k - theta_g step_k, 0, upper_k) with the smallest theta_g >= 0
+    making sum_{k in g} coef_k x_k <= limit_g. With step = coef / w this is the exact minimiser of
+    sum_k w_k (x_k - v_k)^2 / 2 under the group's constraint and the bounds (KKT); the constrained sum is
+    non-increasing in theta (coef, step >= 0), so one bisection per group finds it, all groups at once."""
+    n = len(limit)
+    x0 = np.clip(v, 0.0, upper)
+    over = np.bincount(group, weights=coef * x0, minlength=n) > limit
+    if not over.any():
+        return x0
+    lo, hi = np.zeros(n), np.zeros(n)
+    moving = step > 0
+    np.maximum.at(hi, group[moving], np.maximum(v[moving], 0.0) / step[moving])   # x(hi) = 0 where step > 0
+    hi += 1.0
+    for _ in range(BISECTION_STEPS):
+        mid = (lo + hi) / 2
+        used = np.bincount(group, weights=coef * np.clip(v - mid[group] * step, 0.0, upper), minlength=n)
+        big = used > limit
+        lo, hi = np.where(big, mid, lo), np.where(big, hi, mid)
+    theta = np.where(over, hi, 0.0)
+    return np.clip(v - theta[group] * step, 0.0, upper)
+
+
 def project_rows(v: np.ndarray, a: np.ndarray, b: np.ndarray, u: np.ndarray) -> np.ndarray:
     """For every row r: argmin_x ||x - v_r||^2 s.t. a_r x <= b_r, 0 <= x <= u_r (a_r >= 0), exactly (to
     bisection precision on the multiplier)."""
-    x0 = np.clip(v, 0.0, u)
-    tight = (a * x0).sum(axis=1) > b
-    out = x0
-    if tight.any():
-        vt, at, bt, ut = v[tight], a[tight], b[tight], u[tight]
-        lo = np.zeros(len(bt))
-        safe_a = np.where(at > 0, at, np.inf)
-        hi = np.max(np.where(at > 0, vt / safe_a, 0.0), axis=1) + 1.0           # x(hi) = 0 on every a > 0
-        for _ in range(BISECTION_STEPS):
-            mid = (lo + hi) / 2
-            used = (at * np.clip(vt - mid[:, None] * at, 0.0, ut)).sum(axis=1)
-            over = used > bt
-            lo = np.where(over, mid, lo)
-            hi = np.where(over, hi, mid)
-        out = x0.copy()
-        out[tight] = np.clip(vt - hi[:, None] * at, 0.0, ut)
-    return out
+    rows = np.repeat(np.arange(v.shape[0]), v.shape[1])
+    return project_groups(v.ravel(), a.ravel(), a.ravel(), rows, b, u.ravel()).reshape(v.shape)
 
 
 @dataclass

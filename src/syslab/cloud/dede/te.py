@@ -17,7 +17,6 @@ over-full edge down to its capacity, each path by its worst edge.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,20 +26,14 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, vstack
 
-from syslab.core.errors import InputError
-
-BISECTION_STEPS = 50
+from syslab.cloud.dede.admm import project_groups
+from syslab.core.errors import InputError, read_json
 
 
 def load_topology(path: str | Path) -> nx.DiGraph:
     """A directed networkx node-link JSON graph with a positive ``capacity`` on every link."""
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError("file not found.", file=path, fix="pass a node-link JSON topology.") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON ({e.msg}).", file=path, fix="pass a node-link JSON topology.") from None
+    raw = read_json(path, fix="pass a node-link JSON topology (networkx.node_link_data).")
     links = raw.get("links", raw.get("edges")) if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or "nodes" not in raw or links is None:
         raise InputError("not a node-link graph (needs 'nodes' and 'links').", file=path, field="links",
@@ -129,29 +122,6 @@ def build(g: nx.DiGraph, demands: dict[tuple, float], k: int = 4) -> TEProblem:
                      np.array(pc), np.array(ee), np.array(ep), edges, comms)
 
 
-def project_groups(v: np.ndarray, step: np.ndarray, group: np.ndarray, limit: np.ndarray) -> np.ndarray:
-    """For every group g: x_k = max(0, v_k - theta_g step_k) with the smallest theta_g >= 0 making
-    sum_{k in g} x_k <= limit_g. This is the exact minimiser of sum_k (x_k - v_k)^2 / (2 step_k) under the
-    group's sum constraint and x >= 0 (KKT); the sum is non-increasing in theta, so bisection finds it."""
-    n = len(limit)
-    x0 = np.maximum(v, 0.0)
-    over = np.bincount(group, weights=x0, minlength=n) > limit
-    if not over.any():
-        return x0
-    lo = np.zeros(n)
-    hi = np.zeros(n)
-    np.maximum.at(hi, group, np.maximum(v, 0.0) / step)
-    hi += 1.0
-    for _ in range(BISECTION_STEPS):
-        mid = (lo + hi) / 2
-        s = np.bincount(group, weights=np.maximum(v - mid[group] * step, 0.0), minlength=n)
-        big = s > limit
-        lo = np.where(big, mid, lo)
-        hi = np.where(big, hi, mid)
-    theta = np.where(over, hi, 0.0)
-    return np.maximum(v - theta[group] * step, 0.0)
-
-
 @dataclass
 class TEResult:
     flow: np.ndarray
@@ -189,10 +159,10 @@ def solve_admm(p: TEProblem, rho: float | None = None, max_iter: int = 3000, eps
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
-        x = project_groups(f[p.entry_path] - lam, ones, p.entry_edge, p.capacity)
+        x = project_groups(f[p.entry_path] - lam, ones, ones, p.entry_edge, p.capacity)
         f_old = f
         target = np.bincount(p.entry_path, weights=x + lam, minlength=len(f)) / length + 1.0 / (rho * length)
-        f = project_groups(target, 1.0 / length, p.path_commodity, p.demand)
+        f = project_groups(target, 1.0 / length, np.ones(len(f)), p.path_commodity, p.demand)
         lam += x - f[p.entry_path]
         if it % check_every == 0:
             scale = max(np.linalg.norm(x), 1e-12)
