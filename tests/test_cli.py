@@ -244,3 +244,26 @@ def test_afaas_bench_json_and_bad_input(capsys):
     assert AB.leftovers() == []
     code, _, err = run_cli(["afaas", "bench", "--concurrency", "0"], capsys)
     assert code == 2 and "Traceback" not in err
+
+
+def test_dede_te_and_cluster_json_and_bad_input(capsys, tmp_path):
+    ds = need("dede_inputs")
+    b4 = str(ds.path("dede_inputs", "B4.json"))
+    demands = tmp_path / "d.json"
+    demands.write_text(json.dumps([{"source": 0, "target": 5, "demand": 3.0}, {"source": 2, "target": 7,
+                                                                               "demand": 1e9}]))
+    code, out, _ = run_cli(["dede", "te", "--topology", b4, "--demands", str(demands), "--json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and body["pairs"] == 2
+    assert body["dede"]["objective"] == pytest.approx(body["monolithic"]["objective"], rel=0.02)
+    assert body["monolithic"]["objective"] >= 3.0
+    code, out, _ = run_cli(["dede", "cluster", "--throughputs", str(ds.path("dede_inputs", "cluster_throughputs.npy")),
+                            "--jobs", "30", "--json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and set(body) >= {"dede", "monolithic"} and body["dede"]["gap_pct"] <= 2
+    demands.write_text(json.dumps([{"source": 0, "target": 5, "demand": -1}]))
+    before = demands.read_text()
+    code, _, err = run_cli(["dede", "te", "--topology", b4, "--demands", str(demands)], capsys)
+    assert code == 2 and "demands[0].demand" in err and "Traceback" not in err and demands.read_text() == before
+    code, _, err = run_cli(["dede", "cluster", "--throughputs", str(demands)], capsys)
+    assert code == 2 and "npy" in err

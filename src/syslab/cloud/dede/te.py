@@ -27,6 +27,7 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, vstack
 
 from syslab.cloud.dede.admm import project_groups
+from syslab.cloud.dede.parallel import Workers, deal, shared_zeros
 from syslab.core.errors import InputError, read_json
 
 
@@ -62,6 +63,33 @@ def gravity_demands(g: nx.DiGraph, rng: np.random.Generator, pairs: int | None =
     hops = np.mean([nx.shortest_path_length(g, s, t) for s, t in list(d)[:200]])
     scale = load * sum(c for *_, c in g.edges(data="capacity")) / hops / sum(d.values())
     return {k: v * scale for k, v in d.items()}
+
+
+def load_demands(path: str | Path, g: nx.DiGraph) -> dict[tuple, float]:
+    """Demands from JSON: a list of {"source", "target", "demand"} (or {"demands": [...]}), on nodes of ``g``."""
+    path = Path(path)
+    raw = read_json(path, fix='pass [{"source": s, "target": t, "demand": d}, ...].')
+    rows = raw.get("demands") if isinstance(raw, dict) else raw
+    if not isinstance(rows, list) or not rows:
+        raise InputError("no demands (expected a non-empty list).", file=path, field="demands",
+                         fix='pass [{"source": s, "target": t, "demand": d}, ...].')
+    by_name = {str(n): n for n in g.nodes}
+    out: dict[tuple, float] = {}
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or not {"source", "target", "demand"} <= r.keys():
+            raise InputError(f"entry {i} is {r!r}.", file=path, field=f"demands[{i}]",
+                             fix="each entry needs source, target and demand.")
+        s, t = (r[k] if r[k] in g else by_name.get(str(r[k])) for k in ("source", "target"))
+        if s is None or t is None or s == t:
+            raise InputError(f"entry {i}: {r['source']!r} -> {r['target']!r} is not a pair of distinct nodes of "
+                             "the topology.", file=path, field=f"demands[{i}].source/target",
+                             fix="use node ids from the topology file.")
+        d = r["demand"]
+        if not isinstance(d, int | float) or isinstance(d, bool) or not np.isfinite(d) or d < 0:
+            raise InputError(f"entry {i} has demand {d!r}.", file=path, field=f"demands[{i}].demand",
+                             fix="demands are finite and >= 0.")
+        out[(s, t)] = out.get((s, t), 0.0) + float(d)
+    return out
 
 
 def disjoint_paths(g: nx.DiGraph, s, t, k: int = 4) -> list[list]:
@@ -106,8 +134,8 @@ def build(g: nx.DiGraph, demands: dict[tuple, float], k: int = 4) -> TEProblem:
     eid = {e: i for i, e in enumerate(edges)}
     pc, ee, ep = [], [], []
     comms = []
-    for (s, t), _ in demands.items():
-        paths = disjoint_paths(g, s, t, k)
+    for (s, t), d in demands.items():
+        paths = disjoint_paths(g, s, t, k) if d > 0 else []
         if not paths:
             continue
         c = len(comms)
@@ -145,38 +173,96 @@ def fix(p: TEProblem, f: np.ndarray) -> np.ndarray:
     return f * s[p.path_commodity]
 
 
+def _sq(v: np.ndarray) -> float:
+    return float(np.square(v).sum())
+
+
+class _Part:
+    """One worker's share: some edges (their entries' copies x) and some commodities (their paths' flows f and
+    the duals of those paths' entries). All arrays it writes are shared; the index arrays are its own."""
+
+    def __init__(self, p: TEProblem, edges: np.ndarray, comms: np.ndarray, state: dict[str, np.ndarray]):
+        self.s = state
+        in_edges = np.zeros(len(p.capacity), bool)
+        in_edges[edges] = True
+        self.k = np.flatnonzero(in_edges[p.entry_edge])                       # my edges' entries
+        self.k_group = np.searchsorted(edges, p.entry_edge[self.k])
+        self.k_path = p.entry_path[self.k]
+        self.capacity = p.capacity[edges]
+        self.ones_k = np.ones(len(self.k))
+        in_comms = np.zeros(len(p.demand), bool)
+        in_comms[comms] = True
+        self.paths = np.flatnonzero(in_comms[p.path_commodity])                # my commodities' paths
+        self.path_group = np.searchsorted(comms, p.path_commodity[self.paths])
+        self.demand = p.demand[comms]
+        on_my_path = np.zeros(len(p.path_commodity), bool)
+        on_my_path[self.paths] = True
+        self.j = np.flatnonzero(on_my_path[p.entry_path])                       # my paths' entries
+        self.j_path = np.searchsorted(self.paths, p.entry_path[self.j])
+        self.length = p.path_length[self.paths]
+        self.ones_p = np.ones(len(self.paths))
+
+    def edge_step(self) -> None:
+        """x_k = argmin ||x - (f_p(k) - lam_k)||^2 over each edge's capacity (exact, one bisection per edge)."""
+        s = self.s
+        s["x"][self.k] = project_groups(s["f"][self.k_path] - s["lam"][self.k], self.ones_k, self.ones_k,
+                                        self.k_group, self.capacity)
+
+    def commodity_step(self, rho: float) -> tuple[float, float, float, float]:
+        """f_p = argmax sum f - rho/2 sum_k (f_p - x_k - lam_k)^2 within each demand, then lam += x - f.
+        Returns the squared norms the residuals need: |x - f|^2, |x|^2, |f - f_old|^2, |f|^2."""
+        s = self.s
+        x, lam = s["x"][self.j], s["lam"][self.j]
+        target = (np.bincount(self.j_path, weights=x + lam, minlength=len(self.paths)) + 1.0 / rho) / self.length
+        f_old = s["f"][self.paths]
+        f = project_groups(target, 1.0 / self.length, self.ones_p, self.path_group, self.demand)
+        s["f"][self.paths] = f
+        gap = x - f[self.j_path]
+        s["lam"][self.j] = lam + gap
+        # plain sums, not BLAS dots: OpenBLAS threads would spin on the cores the other workers need
+        return _sq(gap), _sq(x), _sq(f - f_old), _sq(f)
+
+
 def solve_admm(p: TEProblem, rho: float | None = None, max_iter: int = 3000, eps: float = 1e-3,
-               check_every: int = 10) -> TEResult:
-    """DeDe-style ADMM (see the module docstring). ``rho`` defaults to 1 / mean demand (flows are in the
-    demand's units, so the penalty is scale-free)."""
+               check_every: int = 10, workers: int = 1, seed: int = 0) -> TEResult:
+    """DeDe-style ADMM (see the module docstring) with the edge and commodity subproblems dealt to
+    ``workers`` processes. ``rho`` defaults to 1 / mean demand (flows are in the demand's units, so the
+    penalty is scale-free). ``history`` rows: (iteration, primal, dual, rho, seconds, objective after fix).
+
+    Cost: O(entries x bisection steps) per iteration, split over the workers; iterations grow slowly with
+    size (110 on UsCarrier with 5,000 pairs, 190 on Kdl with 20,000 at eps = 1e-3)."""
+    if workers < 1:
+        raise InputError(f"workers = {workers}.", field="workers", fix="use 1 or more worker processes.")
     t0 = time.perf_counter()
     rho = float(rho if rho is not None else 1.0 / max(p.demand.mean(), 1e-12))
-    length = p.path_length
-    f = np.zeros(len(p.path_commodity))
-    lam = np.zeros(len(p.entry_edge))
-    ones = np.ones(len(p.entry_edge))
+    state = {"f": shared_zeros(len(p.path_commodity)), "x": shared_zeros(len(p.entry_edge)),
+             "lam": shared_zeros(len(p.entry_edge))}
+    rng = np.random.default_rng(seed)
+    parts = [_Part(p, e, c, state) for e, c in zip(deal(len(p.capacity), workers, rng),
+                                                     deal(len(p.demand), workers, rng), strict=True)]
     history = []
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
-        x = project_groups(f[p.entry_path] - lam, ones, ones, p.entry_edge, p.capacity)
-        f_old = f
-        target = np.bincount(p.entry_path, weights=x + lam, minlength=len(f)) / length + 1.0 / (rho * length)
-        f = project_groups(target, 1.0 / length, np.ones(len(f)), p.path_commodity, p.demand)
-        lam += x - f[p.entry_path]
-        if it % check_every == 0:
-            scale = max(np.linalg.norm(x), 1e-12)
-            primal = np.linalg.norm(x - f[p.entry_path]) / scale
-            dual = np.linalg.norm(f - f_old) / max(np.linalg.norm(f), 1e-12)
-            history.append((it, float(primal), float(dual), rho))
-            if primal < eps and dual < eps:
-                converged = True
-                break
-            if primal > 10 * dual:
-                rho, lam = rho * 2.0, lam / 2.0
-            elif dual > 10 * primal:
-                rho, lam = rho / 2.0, lam * 2.0
-    f = fix(p, f)
+    with Workers(parts) as pool:
+        for it in range(1, max_iter + 1):
+            pool.call("edge_step")
+            sums = np.sum(pool.call("commodity_step", rho=rho), axis=0)
+            if it % check_every == 0:
+                primal = np.sqrt(sums[0] / max(sums[1], 1e-24))
+                dual = np.sqrt(sums[2] / max(sums[3], 1e-24))
+                f = np.array(state["f"])
+                history.append((it, float(primal), float(dual), rho, time.perf_counter() - t0,
+                                float(fix(p, f).sum())))
+                if primal < eps and dual < eps:
+                    converged = True
+                    break
+                if primal > 10 * dual:          # residual balancing: rescale rho and the scaled dual
+                    rho = rho * 2.0
+                    state["lam"] /= 2.0
+                elif dual > 10 * primal:
+                    rho = rho / 2.0
+                    state["lam"] *= 2.0
+        f = fix(p, np.array(state["f"]))
     return TEResult(f, float(f.sum()), time.perf_counter() - t0, it, converged, history)
 
 
@@ -190,3 +276,32 @@ def solve_highs(p: TEProblem) -> TEResult:
     if res.x is None:
         raise InputError(f"HiGHS failed: {res.message}", field="problem", fix="check the topology and demands.")
     return TEResult(res.x, float(res.x.sum()), time.perf_counter() - t0)
+
+
+def restrict(p: TEProblem, comms: np.ndarray, capacity_share: float = 1.0) -> TEProblem:
+    """The sub-problem of some commodities, with ``capacity_share`` of every edge's capacity."""
+    keep = np.zeros(len(p.demand), bool)
+    keep[comms] = True
+    paths = np.flatnonzero(keep[p.path_commodity])
+    new_path = np.full(len(p.path_commodity), -1)
+    new_path[paths] = np.arange(len(paths))
+    new_comm = np.full(len(p.demand), -1)
+    new_comm[np.flatnonzero(keep)] = np.arange(keep.sum())
+    entries = np.flatnonzero(keep[p.path_commodity[p.entry_path]])
+    return TEProblem(p.capacity * capacity_share, p.demand[keep], new_comm[p.path_commodity[paths]],
+                     p.entry_edge[entries], new_path[p.entry_path[entries]], p.edges,
+                     [c for c, k in zip(p.commodities, keep, strict=False) if k])
+
+
+def solve_pop(p: TEProblem, k: int, seed: int = 0) -> TEResult:
+    """POP (Narayanan et al., SOSP'21), the partitioning baseline: commodities split at random into k
+    sub-problems, each given 1/k of every edge's capacity and solved by HiGHS."""
+    t0 = time.perf_counter()
+    groups = np.array_split(np.random.default_rng(seed).permutation(len(p.demand)), k)
+    flow = np.zeros(len(p.path_commodity))
+    for g in groups:
+        sub = restrict(p, np.sort(g), 1.0 / k)
+        keep = np.zeros(len(p.demand), bool)
+        keep[g] = True
+        flow[np.flatnonzero(keep[p.path_commodity])] = solve_highs(sub).flow
+    return TEResult(flow, float(flow.sum()), time.perf_counter() - t0)
