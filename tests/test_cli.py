@@ -267,3 +267,18 @@ def test_dede_te_and_cluster_json_and_bad_input(capsys, tmp_path):
     assert code == 2 and "demands[0].demand" in err and "Traceback" not in err and demands.read_text() == before
     code, _, err = run_cli(["dede", "cluster", "--throughputs", str(demands)], capsys)
     assert code == 2 and "npy" in err
+
+
+def test_kamino_simulate_on_a_user_csv(capsys, tmp_path):
+    f = tmp_path / "req.csv"
+    rng = __import__("numpy").random.default_rng(0)
+    times, kinds = sorted(rng.uniform(0, 20, 2000)), rng.zipf(1.5, 2000)
+    rows = "".join(f"{t:.5f},sku{s}\n" for t, s in zip(times, kinds, strict=True))
+    f.write_text("time_s,signature\n" + rows)
+    code, out, _ = run_cli(["kamino", "simulate", "--requests", str(f), "--load", "0.6", "--json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and body["requests"] == 2000
+    assert set(body["schedulers"]) == {"round-robin", "JSQ", "power-of-two", "consistent-hash", "Kamino"}
+    assert body["schedulers"]["Kamino"]["miss_rate"] < body["schedulers"]["JSQ"]["miss_rate"]
+    code, _, err = run_cli(["kamino", "simulate", "--allocators", "0"], capsys)
+    assert code == 2 and "Traceback" not in err

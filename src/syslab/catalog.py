@@ -71,6 +71,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("llmstation", "LLMStation", "ATC 2025", "serving", "REAL",
           "syslab.serving.llmstation", ("torch",), exclusive=True),
     Entry("afaas", "Fork in the Road (AFaaS)", "OSDI 2025", "cloud", "REAL", "syslab.cloud.afaas", exclusive=True),
+    Entry("kamino", "Kamino", "OSDI 2025", "cloud", "HYBRID", "syslab.cloud.kamino"),
     Entry("dede", "DeDe", "OSDI 2025", "cloud", "REAL", "syslab.cloud.dede", exclusive=True),
     Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild"),
 )
