@@ -282,3 +282,18 @@ def test_kamino_simulate_on_a_user_csv(capsys, tmp_path):
     assert body["schedulers"]["Kamino"]["miss_rate"] < body["schedulers"]["JSQ"]["miss_rate"]
     code, _, err = run_cli(["kamino", "simulate", "--allocators", "0"], capsys)
     assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.skipif(__import__("shutil").which("redis-server") is None, reason="needs redis-server")
+def test_burst_pagerank_json_on_a_user_graph(capsys, tmp_path):
+    g = tmp_path / "edges.txt"
+    rng = __import__("numpy").random.default_rng(0)
+    g.write_text("# src dst\n" + "".join(f"{a} {b}\n" for a, b in rng.integers(0, 300, (3000, 2))))
+    code, out, _ = run_cli(["burst", "pagerank", "--graph", str(g), "--workers", "4", "--group-size", "2",
+                            "--iterations", "3", "--rtt-ms", "0", "--bandwidth-mbs", "1e6", "--json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and body["max_rank_diff_vs_numpy"] < 1e-12 and body["edges"] == 3000
+    assert body["burst"]["remote_messages"] == 3 * 2 and body["faas"]["remote_messages"] == 3 * 2 * 3
+    assert body["burst"]["remote_bytes"] < body["faas"]["remote_bytes"]
+    code, _, err = run_cli(["burst", "pagerank", "--workers", "6"], capsys)
+    assert code == 2 and "powers of two" in err and "Traceback" not in err

@@ -12,7 +12,8 @@ DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths", "kvc
             "llmstation": None, "traincheck": None, "greyhound": "straggler_traces", "mtuner": None,
             "popfetcher": None, "jenga": None, "crosspipe": None, "obscura": None, "optimus": None,
             "flexpipe": "lmsys_lengths", "afaas": None,
-            "dede": "dede_inputs", "kamino": None}
+            "dede": "dede_inputs", "kamino": None,
+            "burst": None}
 
 KNOWN_GAPS = {
     # On 2 cores, 32 simultaneous cold starts queue 16 deep for the CPU: an AFaaS start here is ~12 ms of CPU

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import shutil
 import time
 import traceback
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from typing import Any
 
 from syslab.core.errors import InputError
 
-INSTALL_HINT = {"torch": "pip install 'syslab[torch]'", "ray": "pip install 'syslab[ray]'"}
+INSTALL_HINT = {"torch": "pip install 'syslab[torch]'", "ray": "pip install 'syslab[ray]'",
+                "bin:redis-server": "apt-get install redis-server (Debian/Ubuntu)"}
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,9 @@ class Entry:
     exclusive: bool = False
 
     def missing(self) -> list[str]:
-        """Optional dependencies this system needs that are not installed."""
-        return [r for r in self.requires if importlib.util.find_spec(r) is None]
+        """Optional dependencies this system needs that are not installed (``bin:name`` is a program on PATH)."""
+        return [r for r in self.requires
+                if (shutil.which(r[4:]) is None if r.startswith("bin:") else importlib.util.find_spec(r) is None)]
 
     @property
     def available(self) -> bool:
@@ -71,6 +74,8 @@ CATALOG: tuple[Entry, ...] = (
     Entry("llmstation", "LLMStation", "ATC 2025", "serving", "REAL",
           "syslab.serving.llmstation", ("torch",), exclusive=True),
     Entry("afaas", "Fork in the Road (AFaaS)", "OSDI 2025", "cloud", "REAL", "syslab.cloud.afaas", exclusive=True),
+    Entry("burst", "Burst Computing", "ATC 2025", "cloud", "REAL", "syslab.cloud.burst", ("bin:redis-server",),
+          exclusive=True),
     Entry("kamino", "Kamino", "OSDI 2025", "cloud", "HYBRID", "syslab.cloud.kamino"),
     Entry("dede", "DeDe", "OSDI 2025", "cloud", "REAL", "syslab.cloud.dede", exclusive=True),
     Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild"),
