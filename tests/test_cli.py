@@ -297,3 +297,24 @@ def test_burst_pagerank_json_on_a_user_graph(capsys, tmp_path):
     assert body["burst"]["remote_bytes"] < body["faas"]["remote_bytes"]
     code, _, err = run_cli(["burst", "pagerank", "--workers", "6"], capsys)
     assert code == 2 and "powers of two" in err and "Traceback" not in err
+
+
+def test_poby_provision_on_user_layers(capsys, tmp_path):
+    import io
+    import tarfile
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"l{i}.tar"
+        with tarfile.open(p, "w") as tf:
+            for j in range(30):
+                data = (f"layer {i} file {j} " * (50 * j + 1)).encode()
+                info = tarfile.TarInfo(f"app/{i}/{j}.txt")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        paths += ["--layer", str(p)]
+    code, out, _ = run_cli(["poby", "provision", *paths, "--link-gbps", "100", "--json"], capsys)
+    body = json.loads(out)
+    assert code == 0 and body["trees_identical"] and body["layers"] == 2
+    assert body["gzip_bytes"] < body["uncompressed_bytes"]
+    code, _, err = run_cli(["poby", "provision", "--layer", str(tmp_path / "nope.tar")], capsys)
+    assert code == 2 and "not found" in err

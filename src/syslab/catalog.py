@@ -15,7 +15,7 @@ from typing import Any
 from syslab.core.errors import InputError
 
 INSTALL_HINT = {"torch": "pip install 'syslab[torch]'", "ray": "pip install 'syslab[ray]'",
-                "bin:redis-server": "apt-get install redis-server (Debian/Ubuntu)"}
+                "bin:redis-server": "apt-get install redis-server (Debian/Ubuntu)", "bin:tar": "install GNU tar"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("afaas", "Fork in the Road (AFaaS)", "OSDI 2025", "cloud", "REAL", "syslab.cloud.afaas", exclusive=True),
     Entry("burst", "Burst Computing", "ATC 2025", "cloud", "REAL", "syslab.cloud.burst", ("bin:redis-server",),
           exclusive=True),
+    Entry("poby", "Poby", "ATC 2025", "cloud", "HYBRID", "syslab.cloud.poby", ("bin:tar",), exclusive=True),
     Entry("kamino", "Kamino", "OSDI 2025", "cloud", "HYBRID", "syslab.cloud.kamino"),
     Entry("dede", "DeDe", "OSDI 2025", "cloud", "REAL", "syslab.cloud.dede", exclusive=True),
     Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild"),
