@@ -148,6 +148,9 @@ def simulate(arrivals_s: np.ndarray, signatures: np.ndarray, scheduler: str, clu
     noise = rng.lognormal(-cluster.costs.noise_sigma ** 2 / 2, cluster.costs.noise_sigma, n) \
         if cluster.costs.noise_sigma > 0 else np.ones(n)
     pick_rng = np.random.default_rng(seed + 1)
+    k = cluster.allocators                                       # power-of-two: two distinct allocators each
+    first = pick_rng.integers(0, k, n)
+    second = (first + 1 + pick_rng.integers(0, max(k - 1, 1), n)) % k if k > 1 else first
     allocs = [Allocator(i, cluster) for i in range(cluster.allocators)]
     ring = ConsistentHash(cluster.allocators)
     done = np.zeros(n)
@@ -206,8 +209,7 @@ def simulate(arrivals_s: np.ndarray, signatures: np.ndarray, scheduler: str, clu
         elif scheduler == "JSQ":
             a = min(allocs, key=lambda x: (x.load(), x.index))
         elif scheduler == "power-of-two":
-            i, j = pick_rng.choice(len(allocs), size=2, replace=len(allocs) < 2)
-            a = min(allocs[i], allocs[j], key=lambda x: (x.load(), x.index))
+            a = min(allocs[first[req]], allocs[second[req]], key=lambda x: (x.load(), x.index))
         elif scheduler == "consistent-hash":
             a = allocs[ring(sig)]
         else:
