@@ -95,14 +95,14 @@ def test_te_with_two_workers_matches_one():
     g = T.load_topology(need("dede_inputs").path("dede_inputs", "B4.json"))
     p = T.build(g, T.gravity_demands(g, np.random.default_rng(2)))
     one, two = T.solve_admm(p, max_iter=30, eps=0.0), T.solve_admm(p, max_iter=30, eps=0.0, workers=2)
-    np.testing.assert_allclose(two.flow, one.flow, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(two.x, one.x, rtol=1e-9, atol=1e-9)
 
 
 def test_pop_is_feasible_and_no_better_than_the_optimum():
     g = T.load_topology(need("dede_inputs").path("dede_inputs", "B4.json"))
     p = T.build(g, T.gravity_demands(g, np.random.default_rng(2)))
     opt, pop = T.solve_highs(p), T.solve_pop(p, 4)
-    assert p.violation(pop.flow) <= 1e-9 and pop.objective <= opt.objective + 1e-6
+    assert p.violation(pop.x) <= 1e-9 and pop.objective <= opt.objective + 1e-6
     assert T.solve_pop(p, 1).objective == pytest.approx(opt.objective, rel=1e-9)
 
 

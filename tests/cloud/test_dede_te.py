@@ -41,7 +41,7 @@ def test_admm_reaches_the_highs_optimum_on_b4():
     p = T.build(g, T.gravity_demands(g, np.random.default_rng(1)))
     opt = T.solve_highs(p)
     got = T.solve_admm(p, max_iter=5000, eps=1e-4)
-    assert p.violation(got.flow) <= 1e-9
+    assert p.violation(got.x) <= 1e-9
     assert 0.99 * opt.objective <= got.objective <= opt.objective + 1e-6
 
 

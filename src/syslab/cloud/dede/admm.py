@@ -110,17 +110,30 @@ def project_rows(v: np.ndarray, a: np.ndarray, b: np.ndarray, u: np.ndarray) -> 
 
 
 @dataclass
-class Result:
+class Solution:
+    """An allocation (after the fix pass for ADMM) and how it was found. ``history`` rows are (iteration,
+    primal residual, dual residual, rho[, seconds, objective after the fix pass])."""
+
     x: np.ndarray
     objective: float
-    iterations: int
     time_s: float
-    converged: bool
-    history: list[tuple[int, float, float, float]] = field(default_factory=list)   # (iter, primal, dual, rho)
+    iterations: int = 0
+    converged: bool = True
+    history: list[tuple] = field(default_factory=list)
+
+
+def balance(rho: float, primal: float, dual: float, duals: list[np.ndarray], mu: float = 10.0,
+            tau: float = 2.0) -> float:
+    """Residual balancing: rescale rho by tau when one residual is mu times the other, and the scaled duals
+    (in place) by the inverse, so the unscaled duals stay put. Returns the new rho."""
+    factor = tau if primal > mu * dual else 1 / tau if dual > mu * primal else 1.0
+    for lam in duals:
+        lam /= factor
+    return rho * factor
 
 
 def solve_admm(lp: SeparableLP, rho: float = 1.0, max_iter: int = 2000, eps: float = 1e-3, check_every: int = 10,
-               balance: bool = True) -> Result:
+               balance_rho: bool = True) -> Solution:
     """DeDe's ADMM on ``lp`` (see the module docstring); returns a feasible allocation after the fix pass."""
     if rho <= 0:
         raise InputError(f"rho = {rho}.", field="rho", fix="use rho > 0, e.g. 1.0.")
@@ -144,14 +157,10 @@ def solve_admm(lp: SeparableLP, rho: float = 1.0, max_iter: int = 2000, eps: flo
             if primal < eps and dual < eps:
                 converged = True
                 break
-            if balance and primal > 10 * dual:
-                rho *= 2.0
-                lam /= 2.0
-            elif balance and dual > 10 * primal:
-                rho /= 2.0
-                lam *= 2.0
+            if balance_rho:
+                rho = balance(rho, primal, dual, [lam])
     x = fix(lp, x)
-    return Result(x, lp.objective(x), it, time.perf_counter() - t0, converged, history)
+    return Solution(x, lp.objective(x), time.perf_counter() - t0, it, converged, history)
 
 
 def fix(lp: SeparableLP, x: np.ndarray) -> np.ndarray:
@@ -164,7 +173,7 @@ def fix(lp: SeparableLP, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def solve_highs(lp: SeparableLP, time_limit_s: float | None = None) -> Result:
+def solve_highs(lp: SeparableLP, time_limit_s: float | None = None) -> Solution:
     """The same problem as one LP on HiGHS (the monolithic baseline)."""
     t0 = time.perf_counter()
     R, D = lp.c.shape
@@ -178,4 +187,4 @@ def solve_highs(lp: SeparableLP, time_limit_s: float | None = None) -> Result:
     if res.x is None:
         raise InputError(f"HiGHS found no solution ({res.message}).", field="problem", fix="check the problem.")
     x = res.x.reshape(R, D)
-    return Result(x, lp.objective(x), int(getattr(res, "nit", 0)), time.perf_counter() - t0, res.status == 0)
+    return Solution(x, lp.objective(x), time.perf_counter() - t0, int(getattr(res, "nit", 0)), res.status == 0)

@@ -39,14 +39,14 @@ Cost per iteration: O(J W log W x outer bisection steps) for the job step, O(J W
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
 
-from syslab.cloud.dede.admm import project_groups
+from syslab.cloud.dede.admm import Solution, balance, project_groups
 from syslab.cloud.dede.parallel import Workers, deal, shared_zeros
 from syslab.core.errors import InputError, read_json
 
@@ -196,16 +196,6 @@ class _Part:
                 float((a - mu_all[self.jobs]).sum()))
 
 
-@dataclass
-class ClusterResult:
-    x: np.ndarray
-    objective: float
-    time_s: float
-    iterations: int = 0
-    converged: bool = True
-    history: list = field(default_factory=list)
-
-
 def fix(p: ClusterProblem, x: np.ndarray) -> np.ndarray:
     """Scale every over-full worker type and every over-time job down: a feasible allocation."""
     x = np.where(p.allowed, np.maximum(x, 0.0), 0.0)
@@ -216,7 +206,7 @@ def fix(p: ClusterProblem, x: np.ndarray) -> np.ndarray:
 
 
 def solve_admm(p: ClusterProblem, rho: float = 1.0, max_iter: int = 2000, eps: float = 1e-3,
-               check_every: int = 10, workers: int = 1, seed: int = 0) -> ClusterResult:
+               check_every: int = 10, workers: int = 1, seed: int = 0) -> Solution:
     """DeDe's ADMM for max-min fairness (module docstring); ``history`` rows are (iteration, primal, dual,
     rho, seconds, fairness after the fix pass)."""
     if workers < 1 or rho <= 0:
@@ -240,19 +230,12 @@ def solve_admm(p: ClusterProblem, rho: float = 1.0, max_iter: int = 2000, eps: f
                 if primal < eps and dual < eps:
                     converged = True
                     break
-                if primal > 10 * dual:
-                    rho *= 2.0
-                    state["lam"] /= 2.0
-                    state["mu"] /= 2.0
-                elif dual > 10 * primal:
-                    rho /= 2.0
-                    state["lam"] *= 2.0
-                    state["mu"] *= 2.0
+                rho = balance(rho, primal, dual, [state["lam"], state["mu"]])
         x = fix(p, np.array(state["x"]).reshape(J, W))
-    return ClusterResult(x, p.fairness(x), time.perf_counter() - t0, it, converged, history)
+    return Solution(x, p.fairness(x), time.perf_counter() - t0, it, converged, history)
 
 
-def solve_highs(p: ClusterProblem) -> ClusterResult:
+def solve_highs(p: ClusterProblem) -> Solution:
     """The monolithic LP on HiGHS: variables x (job-major) and alpha."""
     t0 = time.perf_counter()
     J, W = p.throughput.shape
@@ -270,7 +253,7 @@ def solve_highs(p: ClusterProblem) -> ClusterResult:
     if res.x is None:
         raise InputError(f"HiGHS failed: {res.message}", field="problem", fix="check the throughputs.")
     x = res.x[:n].reshape(J, W)
-    return ClusterResult(x, p.fairness(x), time.perf_counter() - t0)
+    return Solution(x, p.fairness(x), time.perf_counter() - t0)
 
 
 def spec_beside(throughputs: Path) -> Path:

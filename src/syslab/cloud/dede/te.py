@@ -26,7 +26,7 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, vstack
 
-from syslab.cloud.dede.admm import project_groups
+from syslab.cloud.dede.admm import Solution, balance, project_groups
 from syslab.cloud.dede.parallel import Workers, deal, shared_zeros
 from syslab.core.errors import InputError, read_json
 
@@ -150,16 +150,6 @@ def build(g: nx.DiGraph, demands: dict[tuple, float], k: int = 4) -> TEProblem:
                      np.array(pc), np.array(ee), np.array(ep), edges, comms)
 
 
-@dataclass
-class TEResult:
-    flow: np.ndarray
-    objective: float
-    time_s: float
-    iterations: int = 0
-    converged: bool = True
-    history: list = field(default_factory=list)
-
-
 def fix(p: TEProblem, f: np.ndarray) -> np.ndarray:
     """Scale each path down by its most over-full edge; then each commodity to its demand."""
     f = np.maximum(f, 0.0)
@@ -224,7 +214,7 @@ class _Part:
 
 
 def solve_admm(p: TEProblem, rho: float | None = None, max_iter: int = 3000, eps: float = 1e-3,
-               check_every: int = 10, workers: int = 1, seed: int = 0) -> TEResult:
+               check_every: int = 10, workers: int = 1, seed: int = 0) -> Solution:
     """DeDe-style ADMM (see the module docstring) with the edge and commodity subproblems dealt to
     ``workers`` processes. ``rho`` defaults to 1 / mean demand (flows are in the demand's units, so the
     penalty is scale-free). ``history`` rows: (iteration, primal, dual, rho, seconds, objective after fix).
@@ -256,17 +246,12 @@ def solve_admm(p: TEProblem, rho: float | None = None, max_iter: int = 3000, eps
                 if primal < eps and dual < eps:
                     converged = True
                     break
-                if primal > 10 * dual:          # residual balancing: rescale rho and the scaled dual
-                    rho = rho * 2.0
-                    state["lam"] /= 2.0
-                elif dual > 10 * primal:
-                    rho = rho / 2.0
-                    state["lam"] *= 2.0
+                rho = balance(rho, primal, dual, [state["lam"]])
         f = fix(p, np.array(state["f"]))
-    return TEResult(f, float(f.sum()), time.perf_counter() - t0, it, converged, history)
+    return Solution(f, float(f.sum()), time.perf_counter() - t0, it, converged, history)
 
 
-def solve_highs(p: TEProblem) -> TEResult:
+def solve_highs(p: TEProblem) -> Solution:
     t0 = time.perf_counter()
     n = len(p.path_commodity)
     A_e = coo_matrix((np.ones(len(p.entry_edge)), (p.entry_edge, p.entry_path)), shape=(len(p.capacity), n))
@@ -275,7 +260,7 @@ def solve_highs(p: TEProblem) -> TEResult:
                   bounds=(0, None), method="highs")
     if res.x is None:
         raise InputError(f"HiGHS failed: {res.message}", field="problem", fix="check the topology and demands.")
-    return TEResult(res.x, float(res.x.sum()), time.perf_counter() - t0)
+    return Solution(res.x, float(res.x.sum()), time.perf_counter() - t0)
 
 
 def restrict(p: TEProblem, comms: np.ndarray, capacity_share: float = 1.0) -> TEProblem:
@@ -293,7 +278,7 @@ def restrict(p: TEProblem, comms: np.ndarray, capacity_share: float = 1.0) -> TE
                      [c for c, k in zip(p.commodities, keep, strict=False) if k])
 
 
-def solve_pop(p: TEProblem, k: int, seed: int = 0) -> TEResult:
+def solve_pop(p: TEProblem, k: int, seed: int = 0) -> Solution:
     """POP (Narayanan et al., SOSP'21), the partitioning baseline: commodities split at random into k
     sub-problems, each given 1/k of every edge's capacity and solved by HiGHS."""
     t0 = time.perf_counter()
@@ -303,5 +288,5 @@ def solve_pop(p: TEProblem, k: int, seed: int = 0) -> TEResult:
         sub = restrict(p, np.sort(g), 1.0 / k)
         keep = np.zeros(len(p.demand), bool)
         keep[g] = True
-        flow[np.flatnonzero(keep[p.path_commodity])] = solve_highs(sub).flow
-    return TEResult(flow, float(flow.sum()), time.perf_counter() - t0)
+        flow[np.flatnonzero(keep[p.path_commodity])] = solve_highs(sub).x
+    return Solution(flow, float(flow.sum()), time.perf_counter() - t0)
