@@ -76,6 +76,9 @@ NOISY = {
     # The paper-scale model divides by the untar rate measured in this run (1.1-1.4 GB/s): 6.5-8.4x, either
     # side of the 8x line.
     ("poby", "speedup-paper-scale"),
+    # Two worker processes need both cores free at once: 1.4-2.3x per iteration across runs of the suite
+    # (best of three interleaved runs each), either side of our 1.6x bar.
+    ("dede", "workers-speedup"),
 }
 
 

@@ -56,8 +56,8 @@ def test_offload_moves_decompression_cpu_off_the_host(tmp_path):
     (tmp_path / "b").mkdir()
     host = P.pipelined(reg, tmp_path / "a", FAST, offload=False)
     off = P.pipelined(reg, tmp_path / "b", FAST, offload=True)
-    assert off.dpu_cpu_s >= 0.8 * off.stages_s["decompress"]
-    assert off.host_cpu_s < host.host_cpu_s - 0.5 * off.stages_s["decompress"]
+    # without offload the host's threads do the decompression; with it, the DPU process does
+    assert off.dpu_cpu_s > 0.1 and off.host_cpu_s + 0.5 * off.dpu_cpu_s < host.host_cpu_s
 
 
 def test_link_throttles_and_is_shared(tmp_path):

@@ -2,7 +2,7 @@
 sharing its memory, a real Redis server between packs.
 
 ``run_pagerank`` invokes the job the way each platform would: FaaS mode (``group_size = 1``) starts one
-fresh interpreter per worker (``python -m syslab.cloud.burst.job``); burst mode starts one per pack of
+fresh interpreter per worker (``python -m syslab.cloud.burst.pack``); burst mode starts one per pack of
 ``group_size`` workers (the group invocation), whose threads start together. Each pack loads its edge
 partitions from storage (a temporary directory), opens one broker connection per worker, reports ready,
 runs the workers and reports done. We time request -> last worker ready (start-up spread) and request ->
@@ -103,7 +103,7 @@ def run_pagerank(server: RedisServer, src: np.ndarray, dst: np.ndarray, nodes: i
         common = {"folder": folder, "nodes": nodes, "size": workers, "group_size": group_size, "port": server.port,
                   "rtt_s": network.rtt_s, "bandwidth_Bps": network.bandwidth_Bps, "iterations": iterations,
                   "tol": tol, "job": f"pr{int(t0 * 1e6)}"}
-        procs = [subprocess.Popen([sys.executable, "-m", "syslab.cloud.burst.job", json.dumps(common | {"pack": p})],
+        procs = [subprocess.Popen([sys.executable, "-m", "syslab.cloud.burst.pack", json.dumps(common | {"pack": p})],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for p in range(workers // group_size)]
         try:
@@ -134,7 +134,3 @@ def _read_stamps(proc: subprocess.Popen, deadline: float) -> dict[str, float]:
     if proc.returncode != 0 or "done" not in stamps:
         raise RuntimeError(f"a burst pack failed (exit {proc.returncode}): {err[-2000:]}")
     return stamps
-
-
-if __name__ == "__main__":
-    pack_main(json.loads(sys.argv[1]))

@@ -5,31 +5,34 @@
 * ``blocks``: Poby's block format, but no pipeline: fetch all blocks, decompress each, untar, in turn;
 * ``pipelined``: download(i+2) | decompress(i+1) | untar(i) over a fixed pool of ``buffers`` host buffers
   (33 MiB each, as the artifact's end-to-end runs), decompression in a host thread;
-* ``poby``: the same pipeline with download and decompression offloaded to a separate "DPU" process, pinned
-  to the last core, which fills the host's buffers through shared memory (the DMA write); the host only
+* ``poby``: the same pipeline with download and decompression offloaded to a separate "DPU" process (a fresh
+  interpreter, pinned to the last core), which fills the host's buffers through shared memory (the DMA
+  write), with doorbells as JSON lines on pipes; the host only
   untars, streaming the buffers in order into one untar per layer (a tar entry may span blocks).
 
 Every path unpacks with the same native streaming untar (GNU ``tar -x`` reading a pipe; Python's tarfile is
 ~3x slower and would make untar, not the work Poby moves, dominate).
 
 Links are emulated: a ``Link`` serialises transfers at ``rate_Bps`` (parallel downloads share it). Host CPU
-seconds are the host process's own (``getrusage``); the DPU process reports its own. Each run untars into a
+seconds are those of the threads doing the host's work plus its untar processes (``HostCPU``); the DPU
+process reports its own. Each run untars into a
 fresh directory; ``tree_digest`` hashes the result so modes can be compared byte for byte.
 """
 
 from __future__ import annotations
 
 import hashlib
-import mmap
-import multiprocessing as mp
+import json
 import os
 import queue
 import resource
 import subprocess
+import sys
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+from multiprocessing import shared_memory
 from pathlib import Path
 
 from syslab.cloud.poby.image import SEGMENT_BYTES, Registry
@@ -70,15 +73,26 @@ class Outcome:
                 "stages_s": self.stages_s}
 
 
-def _cpu(who: int = resource.RUSAGE_SELF) -> float:
-    r = resource.getrusage(who)
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
 
-def _host_cpu() -> float:
-    """This process plus the children it has waited for (the untar processes; the DPU's own CPU is
-    reported separately and subtracted)."""
-    return _cpu() + _cpu(resource.RUSAGE_CHILDREN)
+class HostCPU:
+    """CPU seconds of the host's work only: the threads that do it (``time.thread_time`` in each, added with
+    ``add``) plus the untar processes waited for. Other threads of this process (a test runner's, a
+    report's) are not counted, nor is the DPU process (it reports its own, subtracted by the caller)."""
+
+    def __init__(self):
+        self.children0, self.thread0, self.threads = _children_cpu(), time.thread_time(), 0.0
+        self.lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self.lock:
+            self.threads += seconds
+
+    def total(self) -> float:
+        return self.threads + time.thread_time() - self.thread0 + _children_cpu() - self.children0
 
 
 class Untar:
@@ -100,11 +114,13 @@ class Untar:
 
 
 def containerd(reg: Registry, target: Path, rate_Bps: float, store: Path) -> Outcome:
-    t0, c0 = time.perf_counter(), _host_cpu()
+    t0, cpu = time.perf_counter(), HostCPU()
     link = Link(rate_Bps)
 
     def pull(name: str) -> None:
+        c = time.thread_time()
         (store / f"{name}.tar.gz").write_bytes(link.fetch(reg.gz(name)))
+        cpu.add(time.thread_time() - c)
 
     threads = [threading.Thread(target=pull, args=(n,)) for n in reg.layers]
     for t in threads:
@@ -120,12 +136,12 @@ def containerd(reg: Registry, target: Path, rate_Bps: float, store: Path) -> Out
         untar.write(gunzip.flush())
         untar.close()
     t2 = time.perf_counter()
-    return Outcome("containerd", t2 - t0, _host_cpu() - c0,
+    return Outcome("containerd", t2 - t0, cpu.total(),
                    stages_s={"download": t1 - t0, "gunzip | untar": t2 - t1})
 
 
 def blocks(reg: Registry, target: Path, rate_Bps: float) -> Outcome:
-    t0, c0 = time.perf_counter(), _host_cpu()
+    t0, cpu = time.perf_counter(), HostCPU()
     link = Link(rate_Bps)
     fetched = {(n, i): link.fetch(reg.block(n, i)) for n in reg.layers for i in range(reg.segments[n])}
     t1 = time.perf_counter()
@@ -136,23 +152,23 @@ def blocks(reg: Registry, target: Path, rate_Bps: float) -> Outcome:
         untar.write(tars[n])
         untar.close()
     t3 = time.perf_counter()
-    return Outcome("blocks", t3 - t0, _host_cpu() - c0,
+    return Outcome("blocks", t3 - t0, cpu.total(),
                    stages_s={"download": t1 - t0, "decompress": t2 - t1, "untar": t3 - t2})
 
 
 # --- the pipeline -------------------------------------------------------------------------------------------
 
-def _dpu(reg: Registry, rate_Bps: float, pool: mmap.mmap, free_q, filled_q, pin: bool) -> None:
+def _dpu(reg: Registry, rate_Bps: float, pool, free_q, filled_q) -> None:
     """Download blocks (two ahead) and decompress each into a free host buffer; report (layer, buffer, length),
-    (layer, None, 0) at the end of a layer, then the busy seconds and own CPU."""
-    if pin and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
-        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
-    c0 = _cpu()
+    (layer, None, 0) at the end of a layer, then ("done", busy seconds per stage, CPU seconds of its threads)."""
     link = Link(rate_Bps)
     fetched: queue.Queue = queue.Queue(maxsize=2)
     busy = {"download": 0.0, "decompress": 0.0}
+    cpu = {"download": 0.0}
+    c0 = time.thread_time()
 
     def download() -> None:
+        c = time.thread_time()
         for li, name in enumerate(reg.layers):
             for i in range(reg.segments[name]):
                 t = time.perf_counter()
@@ -160,6 +176,7 @@ def _dpu(reg: Registry, rate_Bps: float, pool: mmap.mmap, free_q, filled_q, pin:
                 busy["download"] += time.perf_counter() - t
                 fetched.put((li, data))
             fetched.put((li, None))
+        cpu["download"] = time.thread_time() - c
 
     th = threading.Thread(target=download, daemon=True)
     th.start()
@@ -175,57 +192,132 @@ def _dpu(reg: Registry, rate_Bps: float, pool: mmap.mmap, free_q, filled_q, pin:
         busy["decompress"] += time.perf_counter() - t
         filled_q.put((li, buf, len(plain)))
     th.join()
-    filled_q.put(("done", busy, _cpu() - c0))
+    filled_q.put(("done", busy, time.thread_time() - c0 + cpu["download"]))
 
 
-def _untar_layer(pool: mmap.mmap, free_q, filled_q, target: Path) -> float:
+def _untar_layer(pool, free_q, filled_q, target: Path) -> float:
     """Stream one layer's buffers, in order, into a native untar as they arrive (a tar entry may span
     buffers); give each buffer back once written. Returns the seconds spent waiting for buffers."""
-    untar, waited, view = Untar(target), 0.0, memoryview(pool)
-    while True:
-        t = time.perf_counter()
-        _, buf, length = filled_q.get()
-        waited += time.perf_counter() - t
-        if buf is None:
-            break
-        untar.write(view[buf * BUFFER_BYTES: buf * BUFFER_BYTES + length])
-        free_q.put(buf)
-    view.release()
+    untar, waited = Untar(target), 0.0
+    with memoryview(pool) as view:
+        while True:
+            t = time.perf_counter()
+            _, buf, length = filled_q.get()
+            waited += time.perf_counter() - t
+            if buf is None:
+                break
+            with view[buf * BUFFER_BYTES: buf * BUFFER_BYTES + length] as block:
+                untar.write(block)
+            free_q.put(buf)
     untar.close()
     return waited
 
 
 def pipelined(reg: Registry, target: Path, rate_Bps: float, offload: bool, buffers: int = 3,
               pin: bool = True) -> Outcome:
+    """The pipeline over ``buffers`` host buffers; with ``offload`` the download and decompression run in the
+    "DPU": a separate fresh process (already running, as the SmartNIC's daemon would be, before the clock
+    starts) sharing the buffers by named shared memory, pinned to the last core when ``pin``."""
     if buffers < 1:
         raise ValueError("the pipeline needs at least one buffer")
-    t0, c0 = time.perf_counter(), _host_cpu()
-    pool = mmap.mmap(-1, buffers * BUFFER_BYTES, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS)
-    ctx = mp.get_context("fork")
-    free_q, filled_q = (ctx.Queue(), ctx.Queue()) if offload else (queue.Queue(), queue.Queue())
+    if offload:
+        with DPU(reg, rate_Bps, buffers, pin) as dpu:
+            return _run_pipeline(reg, target, buffers, dpu.pool, dpu.free, dpu.filled, "poby")
+    pool = bytearray(buffers * BUFFER_BYTES)
+    free_q, filled_q = queue.Queue(), queue.Queue()
+    worker = threading.Thread(target=_dpu, args=(reg, rate_Bps, pool, free_q, filled_q), daemon=True)
+    return _run_pipeline(reg, target, buffers, pool, free_q, filled_q, "pipelined", worker)
+
+
+def _run_pipeline(reg: Registry, target: Path, buffers: int, pool, free_q, filled_q, mode: str,
+                  worker: threading.Thread | None = None) -> Outcome:
+    t0, cpu = time.perf_counter(), HostCPU()
     for b in range(buffers):
         free_q.put(b)
-    args = (reg, rate_Bps, pool, free_q, filled_q, pin and offload)
-    worker = ctx.Process(target=_dpu, args=args, daemon=True) if offload else \
-        threading.Thread(target=_dpu, args=args, daemon=True)
-    worker.start()
-    waited = 0.0
-    try:
-        for _ in reg.layers:
-            waited += _untar_layer(pool, free_q, filled_q, target)
-        _, busy, dpu_cpu = filled_q.get(timeout=60)
-    finally:
-        worker.join(timeout=10)
-        if offload and worker.is_alive():
-            worker.kill()
-            worker.join()
-        pool.close()
+    if worker is not None:
+        worker.start()
+    waited = sum(_untar_layer(pool, free_q, filled_q, target) for _ in reg.layers)
+    _, busy, dpu_cpu = filled_q.get()
+    if worker is not None:
+        worker.join()
     t1 = time.perf_counter()
-    if not offload:
-        return Outcome("pipelined", t1 - t0, _host_cpu() - c0, stages_s={
-            "download": busy["download"], "decompress": busy["decompress"], "host busy": t1 - t0 - waited})
-    return Outcome("poby", t1 - t0, _host_cpu() - c0 - dpu_cpu, dpu_cpu, stages_s={
-        "download": busy["download"], "decompress": busy["decompress"], "host busy": t1 - t0 - waited})
+    stages = {"download": busy["download"], "decompress": busy["decompress"], "host busy": t1 - t0 - waited}
+    if mode == "pipelined":                     # the download and decompress threads are the host's own
+        return Outcome(mode, t1 - t0, cpu.total() + dpu_cpu, 0.0, stages)
+    return Outcome(mode, t1 - t0, cpu.total(), dpu_cpu, stages)
+
+
+class _Pipe:
+    """put/get of small tuples as JSON lines over a pipe (the host <-> DPU doorbells)."""
+
+    def __init__(self, w=None, r=None):
+        self.w, self.r = w, r
+
+    def put(self, item) -> None:
+        self.w.write(json.dumps(item) + "\n")
+        self.w.flush()
+
+    def get(self):
+        line = self.r.readline()
+        if not line:
+            raise RuntimeError("the DPU process went away")
+        item = json.loads(line)
+        return tuple(item) if isinstance(item, list) else item
+
+
+class DPU:
+    """The "DPU" process (``python -m syslab.cloud.poby.dpu``) and the buffer pool it shares with the
+    host. Started and ready before any timing; stopped and reaped on exit; the shared memory unlinked."""
+
+    def __init__(self, reg: Registry, rate_Bps: float, buffers: int, pin: bool):
+        self.shm = shared_memory.SharedMemory(create=True, size=buffers * BUFFER_BYTES)
+        spec = {"root": str(reg.root), "layers": reg.layers, "segments": reg.segments,
+                "uncompressed": reg.uncompressed, "gz_bytes": reg.gz_bytes, "block_bytes": reg.block_bytes,
+                "rate_Bps": rate_Bps, "shm": self.shm.name, "pin": pin}
+        self.proc = subprocess.Popen([sys.executable, "-m", "syslab.cloud.poby.dpu", json.dumps(spec)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.free, self.filled = _Pipe(w=self.proc.stdin), _Pipe(r=self.proc.stdout)
+        self.pool = self.shm.buf
+
+    def __enter__(self) -> DPU:
+        if self.filled.get() != "ready":
+            raise RuntimeError("the DPU process did not start")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pool = None
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.shm.close()
+        self.shm.unlink()
+
+
+def dpu_main(spec: dict) -> None:
+    """The DPU process: attach the host's buffers, say ready, serve one image."""
+    if spec["pin"] and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    shm = shared_memory.SharedMemory(name=spec["shm"])
+    try:                                         # the host owns (and unlinks) the segment
+        from multiprocessing import resource_tracker
+        resource_tracker.unregister(shm._name, "shared_memory")
+    except Exception:                            # noqa: BLE001 - best effort; only affects a warning
+        pass
+    reg = Registry(Path(spec["root"]), spec["layers"], spec["segments"], spec["uncompressed"], spec["gz_bytes"],
+                   spec["block_bytes"])
+    filled, free = _Pipe(w=sys.stdout), _Pipe(r=sys.stdin)
+    filled.put("ready")
+    _dpu(reg, spec["rate_Bps"], shm.buf, free, filled)
+    for _ in sys.stdin:                          # the host still hands back its last buffers: wait for it
+        pass
+    shm.close()
 
 
 def tree_digest(root: Path) -> str:
