@@ -6,7 +6,7 @@
 * ``pipelined``: download(i+2) | decompress(i+1) | untar(i) over a fixed pool of ``buffers`` host buffers
   (33 MiB each, as the artifact's end-to-end runs), decompression in a host thread;
 * ``poby``: the same pipeline with download and decompression offloaded to a separate "DPU" process (a fresh
-  interpreter, pinned to the last core), which fills the host's buffers through shared memory (the DMA
+  interpreter, pinned to the last core), which fills the host's buffers through a shared mapping (the DMA
   write), with doorbells as JSON lines on pipes; the host only
   untars, streaming the buffers in order into one untar per layer (a tar entry may span blocks).
 
@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import queue
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from multiprocessing import shared_memory
 from pathlib import Path
 
 from syslab.cloud.poby.image import SEGMENT_BYTES, Registry
@@ -266,18 +267,22 @@ class _Pipe:
 
 
 class DPU:
-    """The "DPU" process (``python -m syslab.cloud.poby.dpu``) and the buffer pool it shares with the
-    host. Started and ready before any timing; stopped and reaped on exit; the shared memory unlinked."""
+    """The "DPU" process (``python -m syslab.cloud.poby.dpu``) and the buffer pool it shares with the host: a
+    file in /dev/shm mapped by both (not ``multiprocessing.shared_memory``, whose resource-tracker process
+    would outlive us). Started and ready before any timing; stopped and reaped on exit; the file removed."""
 
     def __init__(self, reg: Registry, rate_Bps: float, buffers: int, pin: bool):
-        self.shm = shared_memory.SharedMemory(create=True, size=buffers * BUFFER_BYTES)
+        shm_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self.file = tempfile.NamedTemporaryFile(prefix="syslab-poby-pool-", dir=shm_dir)
+        self.file.truncate(buffers * BUFFER_BYTES)
+        self.map = mmap.mmap(self.file.fileno(), buffers * BUFFER_BYTES)
         spec = {"root": str(reg.root), "layers": reg.layers, "segments": reg.segments,
                 "uncompressed": reg.uncompressed, "gz_bytes": reg.gz_bytes, "block_bytes": reg.block_bytes,
-                "rate_Bps": rate_Bps, "shm": self.shm.name, "pin": pin}
+                "rate_Bps": rate_Bps, "pool": self.file.name, "pin": pin}
         self.proc = subprocess.Popen([sys.executable, "-m", "syslab.cloud.poby.dpu", json.dumps(spec)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.free, self.filled = _Pipe(w=self.proc.stdin), _Pipe(r=self.proc.stdout)
-        self.pool = self.shm.buf
+        self.pool = self.map
 
     def __enter__(self) -> DPU:
         if self.filled.get() != "ready":
@@ -285,7 +290,6 @@ class DPU:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.pool = None
         try:
             self.proc.stdin.close()
         except OSError:
@@ -296,28 +300,22 @@ class DPU:
             self.proc.kill()
             self.proc.wait()
         self.proc.stdout.close()
-        self.shm.close()
-        self.shm.unlink()
+        self.map.close()
+        self.file.close()
 
 
 def dpu_main(spec: dict) -> None:
-    """The DPU process: attach the host's buffers, say ready, serve one image."""
+    """The DPU process: map the host's buffers, say ready, serve one image."""
     if spec["pin"] and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
-    shm = shared_memory.SharedMemory(name=spec["shm"])
-    try:                                         # the host owns (and unlinks) the segment
-        from multiprocessing import resource_tracker
-        resource_tracker.unregister(shm._name, "shared_memory")
-    except Exception:                            # noqa: BLE001 - best effort; only affects a warning
-        pass
     reg = Registry(Path(spec["root"]), spec["layers"], spec["segments"], spec["uncompressed"], spec["gz_bytes"],
                    spec["block_bytes"])
-    filled, free = _Pipe(w=sys.stdout), _Pipe(r=sys.stdin)
-    filled.put("ready")
-    _dpu(reg, spec["rate_Bps"], shm.buf, free, filled)
-    for _ in sys.stdin:                          # the host still hands back its last buffers: wait for it
-        pass
-    shm.close()
+    with open(spec["pool"], "r+b") as f, mmap.mmap(f.fileno(), 0) as pool:
+        filled, free = _Pipe(w=sys.stdout), _Pipe(r=sys.stdin)
+        filled.put("ready")
+        _dpu(reg, spec["rate_Bps"], pool, free, filled)
+        for _ in sys.stdin:                      # the host still hands back its last buffers: wait for it
+            pass
 
 
 def tree_digest(root: Path) -> str:
