@@ -50,6 +50,15 @@ def test_each_platform_starts_fresh_instances_and_leaves_nothing(functions, cfg)
         assert all(v > 0 for v in pss.values())
 
 
+def test_an_unknown_function_is_a_clear_error(functions):
+    with B.Platform(B.ABLATION[-1], functions, ["alpha"], "emulated", pool_size=1) as plat:
+        with pytest.raises(InputError, match="unknown function 'gamma'"):
+            B.measure(plat, 1, 1, function="gamma")
+        answer = B.ask(plat.entry, {"function": "gamma", "event": 0})      # straight to the daemon
+        assert not answer["ok"] and answer["unknown_function"] and "gamma" in answer["error"]
+    assert B.leftovers() == []
+
+
 def test_the_baseline_persists_every_hop(functions):
     cfg = B.ABLATION[0]
     with B.Platform(cfg, functions, ["alpha"], "emulated") as plat:

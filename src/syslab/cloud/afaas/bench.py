@@ -29,6 +29,7 @@ import numpy as np
 from syslab.cloud.afaas import resources as R
 from syslab.cloud.afaas.daemon import ask
 from syslab.cloud.afaas.functions import write_function
+from syslab.core.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,9 @@ def measure(platform: Platform, requests: int, concurrency: int, function: str |
     """Cold-start latencies (seconds, request sent to answer received) of ``requests`` requests issued in
     waves of ``concurrency`` simultaneous ones."""
     fn = function or platform.functions[0]
+    if fn not in platform.functions:
+        raise InputError(f"unknown function {fn!r}.", field="function",
+                         fix=f"use one of the platform's functions: {', '.join(platform.functions)}.")
     out: list[float] = []
     errors: list[str] = []
 

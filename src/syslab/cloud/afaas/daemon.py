@@ -79,6 +79,9 @@ class Daemon:
             return ask(cfg["next"], req)
         if cfg["launch"] == "noop":                                # the control path alone
             return {"ok": True, "pid": os.getpid()}
+        fn = req.get("function")
+        if not isinstance(fn, str) or not fn.isidentifier() or not (Path(cfg["functions_dir"]) / fn).is_dir():
+            return {"ok": False, "error": f"unknown function {fn!r}", "unknown_function": True}
         box = self.pool.get() if self.pool is not None else self.sandboxes.create()
         try:
             if cfg["launch"] == "spawn":
