@@ -822,9 +822,13 @@ def _dede_report(name: str, dede: Any, mono: Any, extra: dict, as_json: bool) ->
     out.print(", ".join(f"{k}: {v}" for k, v in extra.items()))
 
 
-def _check_workers(workers: int) -> None:
+def _check_workers(workers: int, backend: str) -> None:
+    from syslab.cloud.dede.parallel import BACKENDS
+
     if not 1 <= workers <= 256:
         raise InputError(f"--workers {workers}.", field="--workers", fix="use 1 to 256 worker processes.")
+    if backend not in BACKENDS:
+        raise InputError(f"--backend {backend}.", field="--backend", fix=f"use one of {', '.join(BACKENDS)}.")
 
 
 @dede_app.command("te")
@@ -835,6 +839,8 @@ def dede_te(
         pairs: Annotated[int, typer.Option(help="gravity demands: the largest N pairs")] = 2000,
         paths: Annotated[int, typer.Option(help="edge-disjoint shortest paths per pair")] = 4,
         workers: Annotated[int, typer.Option(help="worker processes for DeDe's subproblems")] = 2,
+        backend: Annotated[str, typer.Option(help="process (forked workers) or ray (Ray actors; needs "
+                                                  "syslab[ray])")] = "process",
         seed: Annotated[int, typer.Option(help="seed for gravity demands")] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Traffic engineering (maximise total flow) by DeDe and by the monolithic LP on HiGHS."""
@@ -842,7 +848,7 @@ def dede_te(
 
     from syslab.cloud.dede import te as T
 
-    _check_workers(workers)
+    _check_workers(workers, backend)
     if pairs < 1 or paths < 1:
         raise InputError(f"--pairs {pairs}, --paths {paths}.", field="--pairs/--paths", fix="both >= 1.")
     g = T.load_topology(topology)
@@ -853,10 +859,11 @@ def dede_te(
         raise InputError("no demand pair is connected by a path.", file=demands or topology, field="demands",
                          fix="give demands between nodes the topology connects.")
     with err.status("solving: DeDe, then HiGHS"):
-        dede = T.solve_admm(p, workers=workers)
+        dede = T.solve_admm(p, workers=workers, backend=backend)
         mono = T.solve_highs(p)
     _dede_report("total flow", dede, mono, {"pairs": len(p.demand), "unroutable_pairs": len(d) - len(p.demand),
-                                             "paths": len(p.path_commodity), "workers": workers}, as_json)
+                                             "paths": len(p.path_commodity), "workers": workers,
+                                             "backend": backend}, as_json)
 
 
 @dede_app.command("cluster")
@@ -866,6 +873,8 @@ def dede_cluster(
                                                        "cluster_spec.json beside the throughputs")] = None,
         jobs: Annotated[int, typer.Option(help="jobs to schedule (Gavel-style, seeded)")] = 500,
         workers: Annotated[int, typer.Option(help="worker processes for DeDe's subproblems")] = 2,
+        backend: Annotated[str, typer.Option(help="process (forked workers) or ray (Ray actors; needs "
+                                                  "syslab[ray])")] = "process",
         seed: Annotated[int, typer.Option(help="seed for the jobs")] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Cluster scheduling with max-min fairness by DeDe and by the monolithic LP on HiGHS."""
@@ -873,7 +882,7 @@ def dede_cluster(
 
     from syslab.cloud.dede import cluster as C
 
-    _check_workers(workers)
+    _check_workers(workers, backend)
     thr = C.load_throughputs(throughputs)
     spec = spec or C.spec_beside(throughputs)
     if not spec.exists():
@@ -882,10 +891,10 @@ def dede_cluster(
     gpus = C.load_spec(spec, thr.shape[0])
     p = C.make_jobs(thr, gpus, jobs, np.random.default_rng(seed))
     with err.status("solving: DeDe, then HiGHS"):
-        dede = C.solve_admm(p, workers=workers, eps=1e-4, max_iter=4000)
+        dede = C.solve_admm(p, workers=workers, eps=1e-4, max_iter=4000, backend=backend)
         mono = C.solve_highs(p)
-    _dede_report("fairness level", dede, mono, {"jobs": jobs, "worker_types": thr.shape[0], "workers": workers},
-                 as_json)
+    _dede_report("fairness level", dede, mono, {"jobs": jobs, "worker_types": thr.shape[0], "workers": workers,
+                                                "backend": backend}, as_json)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -128,3 +128,24 @@ def test_real_throughputs_load_and_bad_files_are_input_errors(tmp_path):
     spec.write_text(json.dumps({"worker_0": 8, "worker_1": -1}))
     with pytest.raises(InputError, match="GPUs"):
         C.load_spec(spec, 2)
+
+
+def test_state_files_are_removed_and_bad_backends_rejected():
+    from pathlib import Path
+
+    p = _small_cluster(20, seed=5)
+    C.solve_admm(p, max_iter=10, eps=0.0, workers=2)
+    assert not list(Path("/dev/shm").glob("syslab-dede-*"))
+    with pytest.raises(InputError, match="unknown backend"):
+        C.solve_admm(p, max_iter=1, backend="mpi")
+
+
+def test_ray_actors_compute_what_processes_do():
+    pytest.importorskip("ray")
+    g = T.load_topology(need("dede_inputs").path("dede_inputs", "B4.json"))
+    p = T.build(g, T.gravity_demands(g, np.random.default_rng(2)))
+    procs = T.solve_admm(p, max_iter=30, eps=0.0, workers=2)
+    actors = T.solve_admm(p, max_iter=30, eps=0.0, workers=2, backend="ray")
+    np.testing.assert_allclose(actors.x, procs.x, rtol=1e-9, atol=1e-9)
+    import ray
+    assert not ray.is_initialized()

@@ -8,9 +8,9 @@ subproblems, ADMM-style, in parallel.
 (``admm.py``); traffic engineering on the real WAN topologies with consensus at (edge, path) entries and the
 fix pass (``te.py``), against the monolithic LP on HiGHS and POP's random partitioning; cluster scheduling
 with Gavel's max-min fairness on the real throughput matrix (``cluster.py``); subproblems dealt to forked
-worker processes sharing the ADMM state (``parallel.py``). Everything is timed on this machine. **Not
-here:** Gurobi (HiGHS is the reference optimum), Ray, the paper's larger machines and problem sizes, and the
-load-balancing workload.
+worker processes, or to Ray actors when asked, sharing the ADMM state (``parallel.py``). Everything is timed
+on this machine. **Not here:** Gurobi (HiGHS is the reference optimum), the paper's larger machines and
+problem sizes, and the load-balancing workload.
 """
 
 from syslab.cloud.dede import reproduce as _reproduction

@@ -47,7 +47,7 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
 
 from syslab.cloud.dede.admm import Solution, balance, project_groups
-from syslab.cloud.dede.parallel import Workers, deal, shared_zeros
+from syslab.cloud.dede.parallel import SharedState, deal, make_workers
 from syslab.core.errors import InputError, read_json
 
 SCALE_CHOICES = (1, 2, 4, 8)
@@ -206,18 +206,18 @@ def fix(p: ClusterProblem, x: np.ndarray) -> np.ndarray:
 
 
 def solve_admm(p: ClusterProblem, rho: float = 1.0, max_iter: int = 2000, eps: float = 1e-3,
-               check_every: int = 10, workers: int = 1, seed: int = 0) -> Solution:
-    """DeDe's ADMM for max-min fairness (module docstring); ``history`` rows are (iteration, primal, dual,
-    rho, seconds, fairness after the fix pass)."""
+               check_every: int = 10, workers: int = 1, seed: int = 0, backend: str = "process") -> Solution:
+    """DeDe's ADMM for max-min fairness (module docstring) on ``workers`` processes (or Ray actors);
+    ``history`` rows are (iteration, primal, dual, rho, seconds, fairness after the fix pass)."""
     if workers < 1 or rho <= 0:
         raise InputError(f"workers = {workers}, rho = {rho}.", field="workers/rho", fix="workers >= 1, rho > 0.")
     t0 = time.perf_counter()
     J, W = p.throughput.shape
-    state = {k: shared_zeros(J * W) for k in ("x", "y", "lam")} | {k: shared_zeros(J) for k in ("a", "mu")}
+    state = SharedState({"x": J * W, "y": J * W, "lam": J * W, "a": J, "mu": J})
     rng = np.random.default_rng(seed)
     parts = [_Part(p, ty, jb, state) for ty, jb in zip(deal(W, workers, rng), deal(J, workers, rng), strict=True)]
     alpha, history, converged, it = 0.0, [], False, 0
-    with Workers(parts) as pool:
+    with state, make_workers(parts, backend) as pool:
         for it in range(1, max_iter + 1):
             pool.call("type_step")
             sums = np.sum(pool.call("job_step", alpha=alpha), axis=0)

@@ -27,7 +27,7 @@ from scipy.optimize import linprog
 from scipy.sparse import coo_matrix, vstack
 
 from syslab.cloud.dede.admm import Solution, balance, project_groups
-from syslab.cloud.dede.parallel import Workers, deal, shared_zeros
+from syslab.cloud.dede.parallel import SharedState, deal, make_workers
 from syslab.core.errors import InputError, read_json
 
 
@@ -214,10 +214,11 @@ class _Part:
 
 
 def solve_admm(p: TEProblem, rho: float | None = None, max_iter: int = 3000, eps: float = 1e-3,
-               check_every: int = 10, workers: int = 1, seed: int = 0) -> Solution:
+               check_every: int = 10, workers: int = 1, seed: int = 0, backend: str = "process") -> Solution:
     """DeDe-style ADMM (see the module docstring) with the edge and commodity subproblems dealt to
-    ``workers`` processes. ``rho`` defaults to 1 / mean demand (flows are in the demand's units, so the
-    penalty is scale-free). ``history`` rows: (iteration, primal, dual, rho, seconds, objective after fix).
+    ``workers`` processes (``backend="ray"``: Ray actors). ``rho`` defaults to 1 / mean demand (flows are in
+    the demand's units, so the penalty is scale-free). ``history`` rows: (iteration, primal, dual, rho,
+    seconds, objective after fix).
 
     Cost: O(entries x bisection steps) per iteration, split over the workers; iterations grow slowly with
     size (110 on UsCarrier with 5,000 pairs, 190 on Kdl with 20,000 at eps = 1e-3)."""
@@ -225,15 +226,14 @@ def solve_admm(p: TEProblem, rho: float | None = None, max_iter: int = 3000, eps
         raise InputError(f"workers = {workers}.", field="workers", fix="use 1 or more worker processes.")
     t0 = time.perf_counter()
     rho = float(rho if rho is not None else 1.0 / max(p.demand.mean(), 1e-12))
-    state = {"f": shared_zeros(len(p.path_commodity)), "x": shared_zeros(len(p.entry_edge)),
-             "lam": shared_zeros(len(p.entry_edge))}
+    state = SharedState({"f": len(p.path_commodity), "x": len(p.entry_edge), "lam": len(p.entry_edge)})
     rng = np.random.default_rng(seed)
     parts = [_Part(p, e, c, state) for e, c in zip(deal(len(p.capacity), workers, rng),
                                                      deal(len(p.demand), workers, rng), strict=True)]
     history = []
     converged = False
     it = 0
-    with Workers(parts) as pool:
+    with state, make_workers(parts, backend) as pool:
         for it in range(1, max_iter + 1):
             pool.call("edge_step")
             sums = np.sum(pool.call("commodity_step", rho=rho), axis=0)
