@@ -94,9 +94,9 @@ def test_quick_reproduction(key, tmp_path):
         pytest.skip(f"{key} needs {', '.join(catalog.get(key).missing())}")
     r = catalog.run_system(key, "quick", 0, tmp_path)
     assert r["status"] == "ok", r.get("traceback")
-    assert r["duration_s"] < 60
     system = catalog.get(key).load()
     assert [f["id"] for f in r["findings"]] == [c.id for c in system.claims]
+    assert [f["kind"] for f in r["findings"]] == [str(c.kind) for c in system.claims]
     for f in r["findings"]:
         assert f["measured"] is not None, f["id"]
         if (key, f["id"]) in NOISY:

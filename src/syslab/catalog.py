@@ -101,22 +101,23 @@ def select(keys: list[str] | None = None, domain: str | None = None) -> list[Ent
 
 def run_system(key: str, scale: str = "quick", seed: int = 0, out_dir: str | Path = "report",
                data_roots: list[str] | None = None, embed_figures: bool = False,
-               progress: Any = None) -> dict[str, Any]:
+               progress: Any = None, control: bool = False) -> dict[str, Any]:
     """Run one reproduction and return its result as a JSON-ready dict. Never raises: a crash is recorded
-    as ``status: failed`` with the error, so the other systems of a ``reproduce`` still run."""
+    as ``status: failed`` with the error, so the other systems of a ``reproduce`` still run. ``control``
+    runs the negative control (the mechanism replaced by the paper's baseline; see ``Run.control``)."""
     from syslab.core.data import DataStore
     from syslab.core.run import Run
 
     entry = get(key)
     header: dict[str, Any] = {"system": key, "name": entry.name, "venue": entry.venue, "domain": entry.domain,
-                              "fidelity": entry.fidelity, "scale": scale, "seed": seed}
+                              "fidelity": entry.fidelity, "scale": scale, "seed": seed, "control": control}
     if not entry.available:
         return {**header, "status": "unavailable", "error": f"needs {', '.join(entry.missing())}: "
                 f"{entry.install_hint()}", "findings": [], "tables": [], "figures": [], "metrics": {}, "notes": []}
     t0 = time.perf_counter()
     try:
         system = entry.load()
-        run = Run(system=key, scale=scale, seed=seed, out_dir=Path(out_dir),
+        run = Run(system=key, scale=scale, seed=seed, out_dir=Path(out_dir), control=control,
                   data=DataStore(roots=[Path(r) for r in data_roots] if data_roots else None))
         if progress is not None:
             run.progress = progress

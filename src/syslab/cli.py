@@ -111,10 +111,11 @@ def show(key: str) -> None:
 def _findings_table(result: dict[str, Any]) -> Table:
     from syslab.core.report import fmt
 
-    table = Table("claim", "paper", "measured", "expected", "holds", title=f"{result['name']} [{result['fidelity']}]")
+    title = f"{result['name']} [{result['fidelity']}]" + (" — negative control" if result.get("control") else "")
+    table = Table("kind", "finding", "paper", "measured", "expected", "holds", title=title)
     for f in result["findings"]:
         measured = fmt(f["measured"]) + ("" if f["measured"] is None else f" {f['unit']}")
-        table.add_row(f["statement"], fmt(f["paper"]), measured, f["expect"],
+        table.add_row(f.get("kind", "claim"), f["statement"], fmt(f["paper"]), measured, f["expect"],
                       "[green]yes[/green]" if f["holds"] else "[red]no[/red]")
     return table
 
@@ -122,17 +123,26 @@ def _findings_table(result: dict[str, Any]) -> Table:
 @app.command()
 def run(key: str,
         full: Annotated[bool, typer.Option("--full", help="paper scale instead of quick")] = False,
+        control: Annotated[bool, typer.Option("--control", help="negative control: the mechanism replaced by the "
+                                              "paper's baseline; no claim should hold")] = False,
         seed: Annotated[int, typer.Option(help="random seed")] = 0,
-        out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("report"),
+        out_dir: Annotated[Path | None, typer.Option("--out", help="report directory (default: report, or "
+                                                     "report-control with --control)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False) -> None:
     """Run one system's reproduction and add it to the report (other systems already there are kept)."""
+    from syslab.core.claims import headline
     from syslab.core.report import merge_into_report, write_report
 
-    catalog.get(key)
-    with err.status(f"running {key}") as status:
-        result = catalog.run_system(key, "full" if full else "quick", seed, out_dir,
-                                    progress=lambda msg: status.update(f"{key}: {msg}"))
-    write_report(merge_into_report(result, out_dir), out_dir, result["scale"])
+    entry = catalog.get(key)
+    if not entry.available:
+        raise InputError(f"{key} needs {', '.join(entry.missing())}, which is not installed.", field="KEY",
+                         fix=f"{entry.install_hint()}.")
+    out_dir = out_dir or Path("report-control" if control else "report")
+    label = f"{key} (control)" if control else key
+    with err.status(f"running {label}") as status:
+        result = catalog.run_system(key, "full" if full else "quick", seed, out_dir, control=control,
+                                    progress=lambda msg: status.update(f"{label}: {msg}"))
+    write_report(merge_into_report(result, out_dir), out_dir, result["scale"], control=control)
     if as_json:
         _print_json({k: v for k, v in result.items() if k != "traceback"})
     else:
@@ -140,6 +150,7 @@ def run(key: str,
             err.print(f"[red]{key} {result['status']}:[/red] {result['error']}")
         else:
             out.print(_findings_table(result))
+            out.print(headline(result["findings"]) + (" (negative control)" if control else ""))
         out.print(f"report: {out_dir / 'index.html'}")
     if result["status"] == "failed":
         raise typer.Exit(1)
@@ -149,13 +160,18 @@ def run(key: str,
 def reproduce(keys: Annotated[list[str] | None, typer.Argument(help="systems to run (default: all)")] = None,
               domain: Annotated[str | None, typer.Option(help="only this domain")] = None,
               full: Annotated[bool, typer.Option("--full", help="paper scale instead of quick")] = False,
+              control: Annotated[bool, typer.Option("--control", help="negative control: every mechanism replaced "
+                                                    "by the paper's baseline; no claim should hold")] = False,
               jobs: Annotated[int, typer.Option(help="parallel processes (default: CPU count)")] = 0,
               ray: Annotated[str | None, typer.Option("--ray", help="fan out over this Ray cluster")] = None,
               seed: Annotated[int, typer.Option(help="random seed")] = 0,
-              out_dir: Annotated[Path, typer.Option("--out", help="report directory")] = Path("report")) -> None:
+              out_dir: Annotated[Path | None, typer.Option("--out", help="report directory (default: report, or "
+                                                           "report-control with --control)")] = None) -> None:
     """Run every reproduction (or the chosen ones) and write one report."""
+    from syslab.core.claims import headline
     from syslab.core.report import write_report
 
+    out_dir = out_dir or Path("report-control" if control else "report")
     entries = catalog.select(keys, domain)
     if not entries:
         raise InputError("no system matches.", field="--domain", fix="see `syslab list` for keys and domains.")
@@ -163,11 +179,12 @@ def reproduce(keys: Annotated[list[str] | None, typer.Argument(help="systems to 
         raise InputError("must be >= 0.", field="--jobs", fix="use --jobs 0 for one process per CPU.")
     scale = "full" if full else "quick"
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = [(e.key, scale, seed, str(out_dir)) for e in entries]
+    args = [{"key": e.key, "scale": scale, "seed": seed, "out_dir": str(out_dir), "control": control}
+            for e in entries]
     results: list[dict[str, Any]] = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(f"reproducing ({scale})", total=len(args))
+        task = progress.add_task(f"reproducing ({scale}{', control' if control else ''})", total=len(args))
 
         def done(r: dict[str, Any]) -> None:
             results.append(r)
@@ -184,30 +201,30 @@ def reproduce(keys: Annotated[list[str] | None, typer.Argument(help="systems to 
         else:
             # systems that time themselves or run real processes go one at a time, after the others
             alone = {e.key for e in entries if e.exclusive}
-            shared = [a for a in args if a[0] not in alone]
+            shared = [a for a in args if a["key"] not in alone]
             workers = min(jobs or os.cpu_count() or 1, max(len(shared), 1))
             if workers == 1:
                 for a in shared:
-                    done(catalog.run_system(*a))
+                    done(catalog.run_system(**a))
             else:
                 with ProcessPoolExecutor(max_workers=workers) as pool:
-                    futures = [pool.submit(catalog.run_system, *a) for a in shared]
+                    futures = [pool.submit(catalog.run_system, **a) for a in shared]
                     for fut in as_completed(futures):
                         done(fut.result())
             for a in args:
-                if a[0] in alone:
-                    done(catalog.run_system(*a))
+                if a["key"] in alone:
+                    done(catalog.run_system(**a))
     order = {e.key: i for i, e in enumerate(entries)}
     results.sort(key=lambda r: order[r["system"]])
-    html = write_report(results, out_dir, scale)
-    claims = [f for r in results for f in r["findings"]]
+    html = write_report(results, out_dir, scale, control=control)
     failed = [r["system"] for r in results if r["status"] == "failed"]
-    out.print(f"{sum(f['holds'] for f in claims)}/{len(claims)} claims hold; report: {html}")
+    line = headline([f for r in results for f in r["findings"]])
+    out.print(f"{line}{' (negative control)' if control else ''}; report: {html}")
     if failed:
         err.print(f"[red]failed:[/red] {', '.join(failed)}")
 
 
-def _reproduce_on_ray(address: str, args: list[tuple]) -> Any:
+def _reproduce_on_ray(address: str, args: list[dict[str, Any]]) -> Any:
     try:
         import ray
     except ImportError:
@@ -216,7 +233,7 @@ def _reproduce_on_ray(address: str, args: list[tuple]) -> Any:
     env = {k: os.environ[k] for k in ("SYSLAB_DATA", "SYSLAB_CACHE") if k in os.environ}
     ray.init(address=address, ignore_reinit_error=True, runtime_env={"env_vars": env} if env else None)
     remote = ray.remote(catalog.run_system)
-    pending = [remote.remote(*a, embed_figures=True) for a in args]
+    pending = [remote.remote(**a, embed_figures=True) for a in args]
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
         yield ray.get(ready[0])

@@ -35,6 +35,19 @@ def test_finding_holds_is_computed_from_measurement():
     assert claim.measure(None).holds is False
 
 
+def test_findings_carry_their_claims_kind():
+    from syslab.core.claims import CHECK, Kind, tally
+
+    claim = Claim("x", "speedup", paper=1.3, unit="x", expect=Expect(at_least=1.15))
+    check = Claim("y", "exact", paper=None, unit="", expect=Expect(at_most=0), kind="check")
+    assert claim.kind is Kind.CLAIM and check.kind is CHECK
+    assert claim.measure(1.2).to_dict()["kind"] == "claim" and check.measure(0).to_dict()["kind"] == "check"
+    assert tally([claim.measure(1.2).to_dict(), check.measure(1).to_dict()]) == {
+        "claims_hold": 1, "claims": 1, "checks_pass": 0, "checks": 1}
+    with pytest.raises(ValueError):
+        Claim("z", "s", paper=None, unit="", expect=Expect(at_most=0), kind="evidence")
+
+
 def test_result_dict_is_json_ready():
     import json
 

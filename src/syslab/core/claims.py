@@ -3,6 +3,15 @@
 A ``Claim`` carries the paper's number (``paper``) and an ``Expect`` band fixed before running. A
 ``Finding`` is a claim measured here; whether it holds is *computed* from the measurement and the band,
 never written by hand. The paper's number is only ever displayed beside ours.
+
+Every claim has a ``kind``:
+
+- ``claim``: a paper's result about its mechanism, measured by running the mechanism against the paper's
+  baseline on the same workload. The report's headline counts these only. Under a negative control
+  (``Run.control``: the mechanism replaced by that baseline) none of them may hold; if one does, it measures
+  something other than the mechanism.
+- ``check``: everything else worth reporting (an invariant, exactness against a reference, a closed form,
+  hygiene, a calibration readout, a band that cannot fail by construction). Counted apart.
 """
 
 from __future__ import annotations
@@ -15,6 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from syslab.core.run import Run
+
+
+class Kind(StrEnum):
+    CLAIM = "claim"  # the paper's mechanism against the paper's baseline, same workload: the evidence
+    CHECK = "check"  # an invariant, exactness, closed form, hygiene or calibration readout
+
+
+CLAIM, CHECK = Kind.CLAIM, Kind.CHECK
 
 
 class Fidelity(StrEnum):
@@ -65,12 +82,16 @@ class Claim:
     unit: str
     expect: Expect
     source: str = ""  # where in the paper (table, figure, section)
+    kind: Kind = Kind.CLAIM
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Kind(self.kind))
 
     def measure(self, measured: float | None, note: str = "") -> Finding:
         value = None if measured is None else float(measured)
         return Finding(id=self.id, statement=self.statement, paper=self.paper, measured=value,
                        unit=self.unit, expect=self.expect.describe(), holds=self.expect.check(value),
-                       note=note)
+                       note=note, kind=self.kind)
 
 
 @dataclass
@@ -83,9 +104,10 @@ class Finding:
     expect: str
     holds: bool
     note: str = ""
+    kind: Kind = Kind.CLAIM
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "kind": str(self.kind)}
 
 
 @dataclass
@@ -156,6 +178,26 @@ class System:
             if c.id == claim_id:
                 return c
         raise KeyError(claim_id)
+
+    @property
+    def headline_claims(self) -> tuple[Claim, ...]:
+        """The findings of kind ``claim``: what the headline counts and what a negative control must refute."""
+        return tuple(c for c in self.claims if c.kind is Kind.CLAIM)
+
+
+def tally(findings: list[dict[str, Any]]) -> dict[str, int]:
+    """Counts for a headline: claims held / claims, checks passed / checks (findings as JSON dicts; one
+    without a ``kind`` predates kinds and counts as a claim)."""
+    claims = [f for f in findings if f.get("kind", "claim") == "claim"]
+    checks = [f for f in findings if f.get("kind", "claim") == "check"]
+    return {"claims_hold": sum(bool(f["holds"]) for f in claims), "claims": len(claims),
+            "checks_pass": sum(bool(f["holds"]) for f in checks), "checks": len(checks)}
+
+
+def headline(findings: list[dict[str, Any]]) -> str:
+    """``claims: H/N hold · checks: h/n pass``: the one line a reader takes away."""
+    t = tally(findings)
+    return f"claims: {t['claims_hold']}/{t['claims']} hold · checks: {t['checks_pass']}/{t['checks']} pass"
 
 
 def jsonable(obj: Any) -> Any:

@@ -11,46 +11,55 @@ from typing import Any
 
 import jinja2
 
-from syslab.core.claims import jsonable
+from syslab.core.claims import headline, jsonable
 
 PAGE = jinja2.Template("""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>syslab report</title>
+<html lang="en"><head><meta charset="utf-8"><title>syslab {{ title }}</title>
 <style>
 body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}.yes{color:#070;font-weight:600}.no{color:#b00;font-weight:600}
 .REAL{background:#dfd}.HYBRID{background:#ffd}.MODELLED{background:#fdd}
+.kind{font-size:.8em;color:#555}.control{background:#fee;border:2px solid #b00;padding:.5em}
 .fid{padding:0 .4em;border-radius:3px;font-size:.85em}.muted{color:#666}img{max-width:100%;border:1px solid #ddd}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}
 </style></head><body>
-<h1>syslab reproduction report</h1>
+<h1>syslab {{ title }}</h1>
+{% if control %}<p class="control"><b>Negative control.</b> Every system's mechanism was replaced by the paper's
+main baseline on the same workload. No claim should hold here; one that does is not measuring the mechanism.</p>
+{% endif %}
 <p class="muted">{{ generated }} · scale <b>{{ scale }}</b> · {{ systems|length }} system(s) ·
-{{ n_hold }}/{{ n_claims }} claims hold · fidelity: <span class="fid REAL">REAL</span> runs here on real inputs,
+<b>{{ headline }}</b> (the headline counts claims only: the paper's mechanism measured against the paper's
+baseline; checks are invariants, exactness, closed forms, hygiene and calibration readouts) · fidelity: <span class="fid REAL">REAL</span> runs here on real inputs,
 <span class="fid HYBRID">HYBRID</span> mechanism real, time from a model,
 <span class="fid MODELLED">MODELLED</span> a model of hardware we lack.</p>
 <h2>Overview</h2>
-<table><tr><th>system</th><th>venue</th><th>fidelity</th><th>claim</th><th>paper</th><th>measured</th>
+<table><tr><th>system</th><th>venue</th><th>fidelity</th><th>time (s)</th><th>finding</th><th>paper</th><th>measured</th>
 <th>expected</th><th>holds</th></tr>
 {% for s in systems %}{% if s.findings %}{% for f in s.findings %}<tr>
 {% if loop.first %}<td rowspan="{{ s.findings|length }}"><a href="#{{ s.system }}">{{ s.name }}</a></td>
 <td rowspan="{{ s.findings|length }}">{{ s.venue }}</td>
-<td rowspan="{{ s.findings|length }}"><span class="fid {{ s.fidelity }}">{{ s.fidelity }}</span></td>{% endif %}
-<td>{{ f.statement }}</td><td>{{ fmt(f.paper) }}{{ f.unit if f.paper is number else "" }}</td>
+<td rowspan="{{ s.findings|length }}"><span class="fid {{ s.fidelity }}">{{ s.fidelity }}</span></td>
+<td rowspan="{{ s.findings|length }}" class="{{ 'no' if scale == 'quick' and (s.duration_s or 0) > budget_s else '' }}">
+{{ "%.1f"|format(s.duration_s or 0) }}</td>{% endif %}
+<td><span class="kind">{{ f.kind or "claim" }}</span> {{ f.statement }}</td>
+<td>{{ fmt(f.paper) }}{{ f.unit if f.paper is number else "" }}</td>
 <td>{{ fmt(f.measured) }}{{ f.unit if f.measured is not none else "" }}</td><td>{{ f.expect }}</td>
 <td class="{{ 'yes' if f.holds else 'no' }}">{{ 'yes' if f.holds else 'no' }}</td></tr>{% endfor %}
 {% else %}<tr><td><a href="#{{ s.system }}">{{ s.name }}</a></td><td>{{ s.venue }}</td>
-<td><span class="fid {{ s.fidelity }}">{{ s.fidelity }}</span></td><td colspan="5" class="no">{{ s.status }}:
+<td><span class="fid {{ s.fidelity }}">{{ s.fidelity }}</span></td><td></td><td colspan="5" class="no">{{ s.status }}:
 {{ s.error }}</td></tr>{% endif %}{% endfor %}
 </table>
 {% for s in systems %}<h2 id="{{ s.system }}">{{ s.name }}
 <span class="fid {{ s.fidelity }}">{{ s.fidelity }}</span></h2>
 <p><i>{{ s.paper or "" }}</i> · {{ s.venue }} · key <code>{{ s.system }}</code> · status <b>{{ s.status }}</b> ·
-{{ "%.1f"|format(s.duration_s or 0) }} s</p>
+{{ "%.1f"|format(s.duration_s or 0) }} s{% if scale == "quick" and (s.duration_s or 0) > budget_s %}
+<span class="no">(over the {{ budget_s|int }} s quick budget)</span>{% endif %}</p>
 {% if s.real %}<p><b>Runs for real:</b> {{ s.real }}<br><b>Modelled:</b> {{ s.modelled }}</p>{% endif %}
 {% if s.error %}<pre>{{ s.error }}</pre>{% endif %}
-{% if s.findings %}<table><tr><th>claim</th><th>paper</th><th>measured</th><th>expected</th><th>holds</th>
-<th>note</th></tr>{% for f in s.findings %}<tr><td>{{ f.statement }}</td><td>{{ fmt(f.paper) }}</td>
+{% if s.findings %}<table><tr><th>kind</th><th>finding</th><th>paper</th><th>measured</th><th>expected</th><th>holds</th>
+<th>note</th></tr>{% for f in s.findings %}<tr><td class="kind">{{ f.kind or "claim" }}</td><td>{{ f.statement }}</td><td>{{ fmt(f.paper) }}</td>
 <td>{{ fmt(f.measured) }} {{ f.unit if f.measured is not none else "" }}</td><td>{{ f.expect }}</td>
 <td class="{{ 'yes' if f.holds else 'no' }}">{{ 'yes' if f.holds else 'no' }}</td><td>{{ f.note }}</td></tr>
 {% endfor %}</table>{% endif %}
@@ -76,21 +85,31 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def write_report(systems: list[dict[str, Any]], out_dir: str | Path, scale: str = "quick") -> Path:
+QUICK_BUDGET_S = 60.0  # a quick reproduction should finish within this on 2 cores (reported, never asserted)
+
+
+def write_report(systems: list[dict[str, Any]], out_dir: str | Path, scale: str = "quick",
+                 control: bool = False) -> Path:
     """Write index.html, results.json and summary.md into ``out_dir``; return the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clean = jsonable([{k: v for k, v in s.items() if k != "figure_bytes"} for s in systems])
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    (out / "results.json").write_text(json.dumps({"generated": generated, "scale": scale, "systems": clean},
+    line = headline([f for s in clean for f in s.get("findings", [])])
+    (out / "results.json").write_text(json.dumps({"generated": generated, "scale": scale, "control": control,
+                                                  "headline": line, "systems": clean},
                                                  indent=2, default=str, allow_nan=False))
-    claims = [f for s in clean for f in s.get("findings", [])]
-    n_hold = sum(bool(f["holds"]) for f in claims)
-    html = PAGE.render(systems=clean, scale=scale, generated=generated, fmt=fmt, n_hold=n_hold,
-                       n_claims=len(claims))
+    title = "negative-control report" if control else "reproduction report"
+    html = PAGE.render(systems=clean, scale=scale, generated=generated, fmt=fmt, headline=line, title=title,
+                       control=control, budget_s=QUICK_BUDGET_S)
     (out / "index.html").write_text(html)
-    (out / "summary.md").write_text(summary_markdown(clean, scale, generated, n_hold, len(claims)))
+    (out / "summary.md").write_text(summary_markdown(clean, scale, generated, line, control))
     return out / "index.html"
+
+
+def over_budget(system: dict[str, Any], scale: str) -> bool:
+    """Whether a quick reproduction took longer than its budget (a warning in the report, never a failure)."""
+    return scale == "quick" and (system.get("duration_s") or 0) > QUICK_BUDGET_S
 
 
 def merge_into_report(result: dict[str, Any], out_dir: str | Path) -> list[dict[str, Any]]:
@@ -99,22 +118,34 @@ def merge_into_report(result: dict[str, Any], out_dir: str | Path) -> list[dict[
     path = Path(out_dir) / "results.json"
     try:
         previous = json.loads(path.read_text())
-        systems = previous["systems"] if previous.get("scale") == result.get("scale") else []
+        same = (previous.get("scale") == result.get("scale")
+                and bool(previous.get("control")) == bool(result.get("control")))
+        systems = previous["systems"] if same else []
     except (OSError, ValueError, KeyError, TypeError):
         systems = []
     merged = [s for s in systems if isinstance(s, dict) and s.get("system") != result["system"]]
     return [*merged, result]
 
 
-def summary_markdown(systems: list[dict[str, Any]], scale: str, generated: str, n_hold: int, n_claims: int) -> str:
-    lines = [f"# syslab reproduction summary ({scale}, {generated})", "",
-             f"{n_hold}/{n_claims} claims hold across {len(systems)} system(s).", "",
-             "| system | fidelity | claim | paper | measured | expected | holds |", "|---|---|---|---|---|---|---|"]
+def summary_markdown(systems: list[dict[str, Any]], scale: str, generated: str, line: str,
+                     control: bool = False) -> str:
+    what = "negative-control summary" if control else "reproduction summary"
+    lines = [f"# syslab {what} ({scale}, {generated})", ""]
+    if control:
+        lines += ["Every mechanism was replaced by the paper's main baseline: no claim should hold.", ""]
+    lines += [f"{line} across {len(systems)} system(s). The headline counts claims only (mechanism against the "
+              "paper's baseline); checks are counted apart.", "",
+              "| system | fidelity | kind | finding | paper | measured | expected | holds |",
+              "|---|---|---|---|---|---|---|---|"]
     for s in systems:
         if not s.get("findings"):
-            lines.append(f"| {s['name']} | {s['fidelity']} | {s['status']}: {s.get('error') or ''} | | | | |")
+            lines.append(f"| {s['name']} | {s['fidelity']} | | {s['status']}: {s.get('error') or ''} | | | | |")
         for f in s.get("findings", []):
-            lines.append(f"| {s['name']} | {s['fidelity']} | {f['statement']} | {fmt(f['paper'])} | "
-                         f"{fmt(f['measured'])}{'' if f['measured'] is None else ' ' + f['unit']} | {f['expect']} | "
-                         f"{'yes' if f['holds'] else '**no**'} |")
+            lines.append(f"| {s['name']} | {s['fidelity']} | {f.get('kind', 'claim')} | {f['statement']} | "
+                         f"{fmt(f['paper'])} | {fmt(f['measured'])}{'' if f['measured'] is None else ' ' + f['unit']}"
+                         f" | {f['expect']} | {'yes' if f['holds'] else '**no**'} |")
+    slow = [s for s in systems if over_budget(s, scale)]
+    if slow:
+        lines += ["", "Over the 60 s quick budget: " + ", ".join(f"{s['system']} ({s['duration_s']:.0f} s)"
+                                                               for s in slow)]
     return "\n".join(lines) + "\n"

@@ -29,7 +29,13 @@ def pyplot() -> Any:
 
 @dataclass
 class Run:
-    """One reproduction's settings. ``quick`` must finish in under 60 s on 2 cores; ``full`` is paper scale."""
+    """One reproduction's settings. ``quick`` must finish in under 60 s on 2 cores; ``full`` is paper scale.
+
+    ``control``: a negative control. ``reproduce`` replaces the system's mechanism by the paper's main baseline
+    (same workload, same everything else) so that no finding of kind ``claim`` can hold; one that still holds
+    is measuring something other than the mechanism. Under control a reproduction may skip work that only
+    feeds checks.
+    """
 
     system: str = "adhoc"
     scale: Scale = "quick"
@@ -37,6 +43,7 @@ class Run:
     out_dir: Path = field(default_factory=lambda: Path("report"))
     data: DataStore = field(default_factory=DataStore)
     progress: Callable[[str], None] = _no_progress
+    control: bool = False
 
     def __post_init__(self) -> None:
         if self.scale not in ("quick", "full"):
