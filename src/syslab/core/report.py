@@ -31,12 +31,13 @@ main baseline on the same workload. No claim should hold here; one that does is 
 {% endif %}
 <p class="muted">{{ generated }} · scale <b>{{ scale }}</b> · {{ systems|length }} system(s) ·
 <b>{{ headline }}</b> (the headline counts claims only: the paper's mechanism measured against the paper's
-baseline; checks are invariants, exactness, closed forms, hygiene and calibration readouts) · fidelity: <span class="fid REAL">REAL</span> runs here on real inputs,
+baseline; checks are invariants, exactness, closed forms, hygiene and calibration readouts) · fidelity:
+<span class="fid REAL">REAL</span> runs here on real inputs,
 <span class="fid HYBRID">HYBRID</span> mechanism real, time from a model,
 <span class="fid MODELLED">MODELLED</span> a model of hardware we lack.</p>
 <h2>Overview</h2>
-<table><tr><th>system</th><th>venue</th><th>fidelity</th><th>time (s)</th><th>finding</th><th>paper</th><th>measured</th>
-<th>expected</th><th>holds</th></tr>
+<table><tr><th>system</th><th>venue</th><th>fidelity</th><th>time (s)</th><th>finding</th><th>paper</th>
+<th>measured</th><th>expected</th><th>holds</th></tr>
 {% for s in systems %}{% if s.findings %}{% for f in s.findings %}<tr>
 {% if loop.first %}<td rowspan="{{ s.findings|length }}"><a href="#{{ s.system }}">{{ s.name }}</a></td>
 <td rowspan="{{ s.findings|length }}">{{ s.venue }}</td>
@@ -58,8 +59,9 @@ baseline; checks are invariants, exactness, closed forms, hygiene and calibratio
 <span class="no">(over the {{ budget_s|int }} s quick budget)</span>{% endif %}</p>
 {% if s.real %}<p><b>Runs for real:</b> {{ s.real }}<br><b>Modelled:</b> {{ s.modelled }}</p>{% endif %}
 {% if s.error %}<pre>{{ s.error }}</pre>{% endif %}
-{% if s.findings %}<table><tr><th>kind</th><th>finding</th><th>paper</th><th>measured</th><th>expected</th><th>holds</th>
-<th>note</th></tr>{% for f in s.findings %}<tr><td class="kind">{{ f.kind or "claim" }}</td><td>{{ f.statement }}</td><td>{{ fmt(f.paper) }}</td>
+{% if s.findings %}<table><tr><th>kind</th><th>finding</th><th>paper</th><th>measured</th><th>expected</th>
+<th>holds</th><th>note</th></tr>{% for f in s.findings %}<tr><td class="kind">{{ f.kind or "claim" }}</td>
+<td>{{ f.statement }}</td><td>{{ fmt(f.paper) }}</td>
 <td>{{ fmt(f.measured) }} {{ f.unit if f.measured is not none else "" }}</td><td>{{ f.expect }}</td>
 <td class="{{ 'yes' if f.holds else 'no' }}">{{ 'yes' if f.holds else 'no' }}</td><td>{{ f.note }}</td></tr>
 {% endfor %}</table>{% endif %}
