@@ -33,14 +33,7 @@ class InputError(ValueError):
 
 
 def read_json(path: str | Path, fix: str):
-    """The parsed contents of a user's JSON file; a missing or malformed file is an ``InputError`` that
-    names the file, the line and ``fix``."""
-    import json
+    """The parsed contents of a user's JSON file (see ``syslab.core.inputs.read_json``, the input boundary)."""
+    from syslab.core.inputs import read_json as read
 
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError("file not found.", file=path, fix=fix) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"not valid JSON ({e.msg} at line {e.lineno}).", file=path, fix=fix) from None
+    return read(path, fix=fix)
