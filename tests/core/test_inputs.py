@@ -24,8 +24,9 @@ FIX = "see the docs."
 scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
                     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([1e308, -1e308, 0.5, -1, 0]),
                     st.text(max_size=8))
-json_values = st.recursive(scalars, lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=5), kids,
-                                                                                              max_size=5), max_leaves=20)
+json_values = st.recursive(
+    scalars, lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=5), kids, max_size=5),
+    max_leaves=20)
 junk_bytes = st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode),
                        st.sampled_from([b"", b"\x00\x01\x02", b"\xff\xfe\xfa", "é".encode("latin-1"), b"[" * 5000,
                                         b"null", b"5", b"NaN", b"[NaN]", b"[1e999]", b"{}", b"[]"]))
@@ -204,7 +205,8 @@ def test_valid_inputs_round_trip(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("time_s,tokens,extra\n0.5,3,a\n1.5,4,b\n")
     df = I.read_csv(p, columns={"time_s": I.Column("float", min=0), "tokens": I.Column("int", min=0)}, fix=FIX)
-    assert df["tokens"].tolist() == [3, 4] and df["time_s"].tolist() == [0.5, 1.5] and df["extra"].tolist() == ["a", "b"]
+    assert df["tokens"].tolist() == [3, 4] and df["time_s"].tolist() == [0.5, 1.5]
+    assert df["extra"].tolist() == ["a", "b"]
     p = tmp_path / "e.txt"
     p.write_text("# comment\n0 1\n1 2 # trailing\n")
     s, t, n = I.read_edge_list(p, fix=FIX)

@@ -1,6 +1,10 @@
 """Kamino's reproduction: one synthetic request stream (Zipf signatures with drift, bursty MMPP arrivals) at
 ~70% offered load through Kamino and four baselines on 8 allocators with 64-entry caches; then sweeps of
-load and skew."""
+load and skew.
+
+Negative control (``run.control``): the Kamino slot runs join-shortest-queue (the load balancer the miss-rate and
+memory claims are measured against), on the same streams.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 
 from syslab.cloud.kamino import sim as S
 from syslab.cloud.kamino import workload as W
-from syslab.core.claims import Claim, Expect, Result, Table
+from syslab.core.claims import CHECK, Claim, Expect, Result, Table
 from syslab.core.run import Run, pyplot
 
 CLAIMS = (
@@ -21,9 +25,10 @@ CLAIMS = (
           "JSQ's", paper=17, unit="%", expect=Expect(at_least=5), source="abstract: -17% memory (production)"),
     Claim("hash-worst-p99-high-skew", "HYBRID sanity: at skew 1.4 consistent hashing's P99 over the worst other "
           "scheduler's (a hot allocator)", paper="hash has the worst P99 (our notes)", unit="x",
-          expect=Expect(at_least=1), source="our notes' sanity check"),
+          expect=Expect(at_least=1), source="our notes' sanity check", kind=CHECK),
     Claim("low-load-near-hash", "HYBRID sanity: Kamino's mean latency over consistent hashing's at 30% load",
-          paper="about equal (our notes)", unit="x", expect=Expect(at_most=1.1), source="our notes' sanity check"),
+          paper="about equal (our notes)", unit="x", expect=Expect(at_most=1.1), source="our notes' sanity check",
+          kind=CHECK),
 )
 
 SIGNATURES = 2000
@@ -36,9 +41,12 @@ def stream(run: Run, n: int, skew: float, stream_id: int) -> tuple[np.ndarray, n
     return W.mmpp_arrivals(n, rng), W.zipf_signatures(n, SIGNATURES, skew, rng)
 
 
-def compare(unit_arrivals, sigs, load: float, cluster: S.Cluster, seed: int) -> dict[str, S.Outcome]:
+def compare(unit_arrivals, sigs, load: float, cluster: S.Cluster, seed: int,
+            control: bool = False) -> dict[str, S.Outcome]:
     rate = S.rate_for_load(unit_arrivals, sigs, load, cluster)
-    return {s: S.simulate(unit_arrivals / rate, sigs, s, cluster, seed=seed) for s in S.SCHEDULERS}
+    # the negative control puts JSQ in Kamino's slot (its row is then JSQ's numbers)
+    policy = {s: "JSQ" if control and s == "Kamino" else s for s in S.SCHEDULERS}
+    return {s: S.simulate(unit_arrivals / rate, sigs, policy[s], cluster, seed=seed) for s in S.SCHEDULERS}
 
 
 def reproduce(run: Run) -> Result:
@@ -47,7 +55,7 @@ def reproduce(run: Run) -> Result:
     n, n_sweep = (50_000, 20_000) if run.quick else (200_000, 50_000)
     run.progress(f"{n} synthetic requests at 70% load through {len(S.SCHEDULERS)} schedulers")
     arr, sigs = stream(run, n, 1.1, 0)
-    main = compare(arr, sigs, 0.7, cluster, run.seed)
+    main = compare(arr, sigs, 0.7, cluster, run.seed, run.control)
     sm = {k: o.summary() for k, o in main.items()}
     baselines = [k for k in sm if k != "Kamino"]
     best = min(baselines, key=lambda k: sm[k]["mean_ms"])
@@ -55,13 +63,13 @@ def reproduce(run: Run) -> Result:
 
     run.progress(f"load sweep {LOADS}")
     arr_s, sigs_s = stream(run, n_sweep, 1.1, 1)
-    by_load = {ld: {k: o.summary() for k, o in compare(arr_s, sigs_s, ld, cluster, run.seed).items()}
+    by_load = {ld: {k: o.summary() for k, o in compare(arr_s, sigs_s, ld, cluster, run.seed, run.control).items()}
                for ld in LOADS}
     run.progress(f"skew sweep {SKEWS} at 70% load")
     by_skew = {}
     for i, sk in enumerate(SKEWS):
         a, s = stream(run, n_sweep, sk, 2 + i)
-        by_skew[sk] = {k: o.summary() for k, o in compare(a, s, 0.7, cluster, run.seed).items()}
+        by_skew[sk] = {k: o.summary() for k, o in compare(a, s, 0.7, cluster, run.seed, run.control).items()}
     hi = by_skew[SKEWS[-1]]
     others = max(v["p99_ms"] for k, v in hi.items() if k != "consistent-hash")
     low = by_load[LOADS[0]]
