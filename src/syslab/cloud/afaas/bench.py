@@ -30,6 +30,7 @@ from syslab.cloud.afaas import resources as R
 from syslab.cloud.afaas.daemon import ask
 from syslab.cloud.afaas.functions import write_function
 from syslab.core.errors import InputError
+from syslab.core.lifecycle import child_of_me
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ ABLATION = (
 
 
 def _start(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    """A daemon or template, started before any timing; it dies with us even if we are killed outright."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=child_of_me())
     line = proc.stdout.readline() if proc.stdout else ""
     if line.strip() != "ready":
         err = proc.stderr.read() if proc.stderr else ""

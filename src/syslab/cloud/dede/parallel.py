@@ -11,7 +11,8 @@ methods in-process, so one worker and many, processes and actors, compute the sa
 Keep BLAS out of the steps (no ``@`` on large vectors): a forked child re-creates OpenBLAS's thread pool,
 whose spinning threads then steal the cores the other workers need (measured: 1.6x slower steps).
 
-Every process started here is reaped on ``close`` (or when the ``with`` block ends), also on errors.
+Every process started here is reaped on ``close`` (or when the ``with`` block ends), also on errors and on
+SIGTERM (``core.lifecycle``); a worker whose parent dies exits on its own.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from syslab.core.errors import InputError
+from syslab.core.lifecycle import die_with_parent, reset_signals_in_child
 
 BACKENDS = ("process", "ray")
 
@@ -79,9 +81,18 @@ def deal(n_groups: int, workers: int, rng: np.random.Generator) -> list[np.ndarr
     return [np.sort(order[w::workers]) for w in range(workers)]
 
 
-def _serve(conn, part) -> None:
+def _serve(conn, part, parent_pid: int, siblings: list) -> None:
+    # A worker dies with the parent (even a SIGKILLed one) and holds no other worker's parent-side pipe end: an
+    # inherited copy would keep that pipe open after the parent is gone, and its worker would wait forever.
+    die_with_parent(parent_pid)
+    reset_signals_in_child()
+    for c in siblings:
+        c.close()
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except EOFError:                          # the parent closed its end or died
+            return
         if msg is None:
             return
         method, kwargs = msg
@@ -103,7 +114,7 @@ class Workers:
             ctx = mp.get_context("fork")
             for part in self.parts:
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_serve, args=(child, part), daemon=True)
+                proc = ctx.Process(target=_serve, args=(child, part, os.getpid(), self.conns), daemon=True)
                 proc.start()
                 child.close()
                 self.procs.append(proc)

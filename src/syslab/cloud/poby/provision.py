@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syslab.cloud.poby.image import SEGMENT_BYTES, Registry
+from syslab.core.lifecycle import child_of_me
 
 CHUNK = 2**20
 BUFFER_BYTES = SEGMENT_BYTES + 2**20          # 34,603,008 bytes: the artifact's buffer size
@@ -102,7 +103,7 @@ class Untar:
 
     def __init__(self, target: Path):
         self.proc = subprocess.Popen(["tar", "-x", "-C", str(target), "-f", "-"], stdin=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=child_of_me())
 
     def write(self, data) -> None:
         self.proc.stdin.write(data)
@@ -280,13 +281,18 @@ class DPU:
                 "uncompressed": reg.uncompressed, "gz_bytes": reg.gz_bytes, "block_bytes": reg.block_bytes,
                 "rate_Bps": rate_Bps, "pool": self.file.name, "pin": pin}
         self.proc = subprocess.Popen([sys.executable, "-m", "syslab.cloud.poby.dpu", json.dumps(spec)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     preexec_fn=child_of_me())
         self.free, self.filled = _Pipe(w=self.proc.stdin), _Pipe(r=self.proc.stdout)
         self.pool = self.map
 
     def __enter__(self) -> DPU:
-        if self.filled.get() != "ready":
-            raise RuntimeError("the DPU process did not start")
+        try:
+            if self.filled.get() != "ready":
+                raise RuntimeError("the DPU process did not start")
+        except BaseException:                    # also Terminated: stop the process, remove the pool file
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -294,6 +300,8 @@ class DPU:
             self.proc.stdin.close()
         except OSError:
             pass
+        if exc and exc[0] is not None and not issubclass(exc[0], Exception):   # Terminated: do not wait 10 s
+            self.proc.kill()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
