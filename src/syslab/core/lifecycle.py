@@ -82,3 +82,11 @@ def reset_signals_in_child() -> None:
     handle; a forked child must not raise ``Terminated`` into code that was never meant to run there."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def pool_worker_init(parent_pid: int) -> None:
+    """Initializer of a process-pool worker: die with the parent; SIGTERM unwinds (so the work in hand cleans
+    up after itself); Ctrl-C is the parent's to handle (it reaches the whole process group)."""
+    die_with_parent(parent_pid)
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from syslab.core.errors import InputError, read_json
+from syslab.core.errors import InputError
+from syslab.core.inputs import Column, numbers, read_csv, read_json
 
 TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 
@@ -43,37 +44,27 @@ def lognormal_lengths(median: float, sigma: float, n: int, rng: np.random.Genera
     return np.clip(np.round(x), low, high if high is not None else np.inf).astype(np.int64)
 
 
-def _read_trace_csv(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found.", file=path, fix="pass a CSV with columns " + ", ".join(TRACE_COLUMNS) + ".")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise InputError(f"cannot be parsed as CSV ({e.__class__.__name__}).", file=path,
-                         fix="write a comma-separated file with a header row.") from None
-    missing = [c for c in TRACE_COLUMNS if c not in df.columns]
-    if missing:
-        raise InputError(f"missing column(s) {', '.join(missing)}.", file=path, field=missing[0],
-                         fix="use the Azure LLM trace header: TIMESTAMP,ContextTokens,GeneratedTokens.")
-    for col in ("ContextTokens", "GeneratedTokens"):
-        values = pd.to_numeric(df[col], errors="coerce")
-        if values.isna().any() or (values < 0).any():
-            row = int(np.flatnonzero(values.isna().to_numpy() | (values < 0).to_numpy())[0])
-            raise InputError(f"row {row + 2} has {df[col].iloc[row]!r}, not a token count >= 0.", file=path,
-                             field=col, fix="token counts are non-negative integers.")
-        df[col] = values.astype(np.int64)
-    return df
+TRACE_FIX = "use the Azure LLM trace header TIMESTAMP,ContextTokens,GeneratedTokens with one request per row."
+MAX_TOKENS = 10_000_000  # per request: far above any model's context, low enough that nothing sized by it explodes
+
+
+def _read_trace_csv(path: str | Path, timestamps: bool = False) -> pd.DataFrame:
+    columns = {"ContextTokens": Column("int", min=0, max=MAX_TOKENS),
+               "GeneratedTokens": Column("int", min=0, max=MAX_TOKENS)}
+    if timestamps:
+        columns["TIMESTAMP"] = Column("time")
+    for c in TRACE_COLUMNS:
+        columns.setdefault(c, Column("str"))
+    return read_csv(path, columns=columns, fix=TRACE_FIX)
 
 
 def load_azure_llm(path: str | Path) -> pd.DataFrame:
     """The Azure LLM inference trace (2023) format: wall-clock TIMESTAMP, prompt and output token counts."""
-    df = _read_trace_csv(path)
-    ts = pd.to_datetime(df["TIMESTAMP"], errors="coerce", format="mixed")
-    if ts.isna().any():
-        row = int(np.flatnonzero(ts.isna().to_numpy())[0])
-        raise InputError(f"row {row + 2} has timestamp {df['TIMESTAMP'].iloc[row]!r}.", file=path, field="TIMESTAMP",
-                         fix="use 'YYYY-MM-DD HH:MM:SS.ffffff' timestamps.")
+    df = _read_trace_csv(path, timestamps=True)
+    ts = df["TIMESTAMP"]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype) and ts.dtype.kind != "M":
+        raise InputError("timestamps mix time zones (or with and without one).", file=path, field="TIMESTAMP",
+                         fix="write every timestamp in one time zone.")
     arrival = (ts - ts.min()).dt.total_seconds().to_numpy()
     if (np.diff(arrival) < 0).any():
         warnings.warn(f"{path}: timestamps were not sorted; sorted them.", stacklevel=2)
@@ -106,21 +97,14 @@ def time_scale(trace: pd.DataFrame, factor: float) -> pd.DataFrame:
 # Sequence / document lengths: one JSON list of positive integers (WLB-LLM, FlexPipe)
 
 
+LENGTHS_FIX = "write a JSON list of positive integer lengths in tokens, such as [4096, 812, 30211]."
+MAX_LENGTH_TOKENS = 1 << 30   # one document or sequence; more would overflow the packers' int64 FLOP sums
+
+
 def load_lengths(path: str | Path) -> np.ndarray:
     """A JSON list of positive integer document lengths (tokens)."""
-    raw = read_json(path, fix="write a JSON list of document lengths such as [4096, 812, 30211].")
-    return validate_lengths(raw, source=path)
+    return validate_lengths(read_json(path, fix=LENGTHS_FIX, expect=list), source=path)
 
 
 def validate_lengths(raw: Any, source: str | Path = "<lengths>") -> np.ndarray:
-    if not isinstance(raw, list) or not raw:
-        raise InputError("expected a non-empty JSON list of integers.", file=source, field="lengths",
-                         fix="write a JSON list such as [4096, 812, 30211].")
-    for i, x in enumerate(raw):
-        if isinstance(x, bool) or not isinstance(x, int | float) or x != int(x):
-            raise InputError(f"item {i} is {x!r}, not an integer.", file=source, field=f"lengths[{i}]",
-                             fix="give each document's length in tokens as an integer.")
-        if x <= 0:
-            raise InputError(f"item {i} is {x}; lengths must be positive.", file=source, field=f"lengths[{i}]",
-                             fix="drop empty documents and negative values.")
-    return np.asarray(raw, dtype=np.int64)
+    return numbers(raw, field="lengths", file=source, fix=LENGTHS_FIX, integer=True, min=1, max=MAX_LENGTH_TOKENS)

@@ -27,5 +27,5 @@ SYSTEM = System(
     modelled="network RTT and bandwidth to the broker (emulated by delays); 256-worker scale (analytic model)",
     claims=_reproduction.CLAIMS,
     reproduce=_reproduction.reproduce,
-    requires=("bin:redis-server",),
+    requires=("redis-server",),
 )

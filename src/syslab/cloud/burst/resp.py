@@ -43,7 +43,7 @@ def connect(port: int, timeout_s: float = 130.0):
     import redis
 
     return redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout_s, socket_connect_timeout=10,
-                       single_connection_client=True, lib_name=None, lib_version=None, protocol=2)
+                       single_connection_client=True, driver_info=None, protocol=2)
 
 
 def broker_counts(r) -> dict[str, int]:
