@@ -12,14 +12,12 @@ import errno
 import importlib
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import typer.core
 import typer.main
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -183,6 +181,8 @@ def reproduce(keys: Annotated[list[str] | None, typer.Argument(help="systems to 
     args = [{"key": e.key, "scale": scale, "seed": seed, "out_dir": str(out_dir), "control": control}
             for e in entries]
     results: list[dict[str, Any]] = []
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=False) as progress:
         task = progress.add_task(f"reproducing ({scale}{', control' if control else ''})", total=len(args))
@@ -225,6 +225,8 @@ def reproduce(keys: Annotated[list[str] | None, typer.Argument(help="systems to 
 def _run_in_pool(args: list[dict[str, Any]], workers: int, done: Any) -> None:
     """Reproductions in ``workers`` processes. The workers die with us, and on SIGTERM/Ctrl-C (``Terminated``)
     or any error each gets SIGTERM, unwinds its own reproduction's cleanup, and is waited for."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     from syslab.core.lifecycle import pool_worker_init
 
     pool = ProcessPoolExecutor(max_workers=workers, initializer=pool_worker_init, initargs=(os.getpid(),))

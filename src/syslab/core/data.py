@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +200,8 @@ def fetch(dataset: str, *, dest: Path | None = None, base_url: str | None = None
     ``base_url`` replaces the registry's URLs with ``{base_url}/{dataset}/{file}`` (a mirror, or a local
     server in tests). Files already present with the right checksum are not downloaded again.
     """
+    import urllib.request  # only here: it pulls in ssl and http, 10 ms of every CLI start otherwise
+
     if dataset not in DATASETS:
         raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")
     target = Path(dest or cache_dir()) / dataset

@@ -18,7 +18,6 @@ Two halves:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -65,6 +64,8 @@ def terminable() -> Iterator[None]:
 def die_with_parent(parent_pid: int | None = None) -> None:
     """In a child process: get SIGTERM when the parent dies; exit at once if ``parent_pid`` is already gone."""
     if sys.platform.startswith("linux"):
+        import ctypes
+
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before prctl took effect
