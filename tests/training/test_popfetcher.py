@@ -65,3 +65,10 @@ def test_plan_takes_only_remote_experts_and_at_most_k():
         chosen = np.flatnonzero(rep[w])
         assert len(chosen) <= 2 and all(C.owner(x) != w for x in chosen)
     assert rep[1:, 0].all() and not rep[0, 0]
+
+
+def test_control_puts_vanilla_expert_parallelism_in_popfetchers_slots():
+    tr = R.synthetic_trace(12, 3, 16, C.tokens, np.random.default_rng(4))
+    out = S.run_policies(tr, C, control=True)
+    assert np.allclose(out["popfetcher"], out["vanilla"]) and np.allclose(out["popfetcher-fifo"], out["vanilla"])
+    assert S.run_policies(tr, C)["popfetcher"].mean() < out["vanilla"].mean()

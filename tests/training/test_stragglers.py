@@ -174,6 +174,13 @@ def test_synchronised_gc_recovers_most_of_the_gc_slowdown():
     assert out["recovered"] > 0.5
 
 
+def test_unsynchronised_gc_baseline_recovers_nothing():
+    df, meta = S.synthesize_trace(S.SynthConfig(), "gc", np.random.default_rng(2))
+    out = S.synchronized_gc_recovery(df, meta, synchronise=False)
+    assert out["t_sync_gc_s"] == pytest.approx(out["t_nodelay_s"])
+    assert out["recovered"] == pytest.approx(0.0)
+
+
 # --- bad input -------------------------------------------------------------------------------------------
 
 @pytest.fixture

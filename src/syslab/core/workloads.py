@@ -103,7 +103,7 @@ MAX_LENGTH_TOKENS = 1 << 30   # one document or sequence; more would overflow th
 
 def load_lengths(path: str | Path) -> np.ndarray:
     """A JSON list of positive integer document lengths (tokens)."""
-    return validate_lengths(read_json(path, fix=LENGTHS_FIX, expect=list), source=path)
+    return validate_lengths(read_json(path, fix=LENGTHS_FIX, expect=list, field="lengths"), source=path)
 
 
 def validate_lengths(raw: Any, source: str | Path = "<lengths>") -> np.ndarray:

@@ -1,5 +1,8 @@
 """JENGA's reproduction on a tiny model: activation memory, step time and loss of LoRA fine-tuning with and
-without contextual token sparsity, with oracle and predicted block scores."""
+without contextual token sparsity, with oracle and predicted block scores.
+
+Negative control (``run.control``): JENGA's token-sparse plans (oracle and predicted) are replaced by dense LoRA
+on the same pre-trained model and batches; the predictor (a check only) is not trained."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from syslab.core.claims import Claim, Expect, Result, Table
+from syslab.core.claims import CHECK, Claim, Expect, Result, Table
 from syslab.core.run import Run, pyplot
 from syslab.training.jenga.model import (
     BLOCK,
@@ -25,11 +28,14 @@ CLAIMS = (
     Claim("activation-memory", "saved-activation bytes of a LoRA step, dense over JENGA (predicted blocks)",
           paper=1.93, unit="x", expect=Expect(at_least=1.4), source="abstract: memory reduced by up to 1.93x"),
     Claim("step-time", "CPU step time, dense over JENGA (predicted blocks; median of the steps)", paper=1.36,
-          unit="x", expect=Expect(at_least=1.0), source="abstract: up to 1.36x (GPU); our notes: not slower"),
+          unit="x", expect=Expect(at_least=1.1),
+          source="abstract: up to 1.36x (GPU); our notes: not slower (band: clearly faster than a rerun of dense)"),
     Claim("loss", "final LoRA loss with JENGA (predicted blocks) over dense", paper="maintained", unit="x",
-          expect=Expect(at_most=1.05), source="our notes' acceptance (within 5%)"),
+          expect=Expect(at_most=1.05), source="our notes' acceptance (within 5%)",
+          kind=CHECK),  # a no-regression bound: dense itself meets it
     Claim("predictor-recall", "share of the oracle's top 50% blocks the trained predictor also picks",
-          paper=None, unit="", expect=Expect(at_least=0.8), source="our notes' acceptance (>= 80%)"),
+          paper=None, unit="", expect=Expect(at_least=0.8), source="our notes' acceptance (>= 80%)",
+          kind=CHECK),  # a gap to the oracle, not a comparison with a baseline
 )
 
 KEEP_BLOCKS = 0.5      # our notes' suggested setting: half the blocks in the upper layers
@@ -170,21 +176,25 @@ def reproduce(run: Run) -> Result:
     gen = torch.Generator().manual_seed(run.seed)
     model = TinyLlama(cfg, seed=run.seed)
     pre = pretrain(model, pre_steps, 256, gen, run.progress)
-    run.progress("training the block-score predictors")
-    preds = train_predictors(model, seq, 8 if run.quick else 100, gen)
-    with torch.no_grad():                                       # recall on fresh sequences
-        tokens = task_batch(cfg, 4, seq, gen)[:, :-1]
-        x, rec = model.embed(tokens), []
-        for i, layer in enumerate(model.layers):
-            if i in preds:
-                rec.append(recall(preds[i](x), oracle_block_scores(layer, x), KEEP_BLOCKS))
-            x = layer(x)
+    preds, rec = {}, []
+    if not run.control:
+        run.progress("training the block-score predictors")
+        preds = train_predictors(model, seq, 8 if run.quick else 100, gen)
+        with torch.no_grad():                                   # recall on fresh sequences
+            tokens = task_batch(cfg, 4, seq, gen)[:, :-1]
+            x = model.embed(tokens)
+            for i, layer in enumerate(model.layers):
+                if i in preds:
+                    rec.append(recall(preds[i](x), oracle_block_scores(layer, x), KEEP_BLOCKS))
+                x = layer(x)
     out = {}
     for mode in ("dense", "oracle", "predicted"):
         run.progress(f"LoRA fine-tuning, {mode}")
-        out[mode] = finetune(model, mode, ft_steps, seq, run.seed + 1, preds)
-    run.progress("LoRA fine-tuning, predicted + segment-wise MLP")
-    out["predicted + 4 segments"] = finetune(model, "predicted", ft_steps, seq, run.seed + 1, preds, segments=4)
+        plan = "dense" if run.control else mode             # the negative control: dense LoRA in JENGA's slots
+        out[mode] = finetune(model, plan, ft_steps, seq, run.seed + 1, preds)
+    if not run.control:
+        run.progress("LoRA fine-tuning, predicted + segment-wise MLP")
+        out["predicted + 4 segments"] = finetune(model, "predicted", ft_steps, seq, run.seed + 1, preds, segments=4)
     dense, pred = out["dense"], out["predicted"]
     tail = max(1, ft_steps // 4)
     result.findings += [
@@ -196,7 +206,8 @@ def reproduce(run: Run) -> Result:
         CLAIMS[2].measure(float(np.mean(pred[0][-tail:]) / np.mean(dense[0][-tail:])),
                           f"mean of the last {tail} steps: {np.mean(pred[0][-tail:]):.3f} vs "
                           f"{np.mean(dense[0][-tail:]):.3f}; oracle {np.mean(out['oracle'][0][-tail:]):.3f}"),
-        CLAIMS[3].measure(float(np.mean(rec)), f"layers {list(preds)}: " + ", ".join(f"{r:.2f}" for r in rec)
+        CLAIMS[3].measure(float(np.mean(rec)) if rec else None,
+                          f"layers {list(preds)}: " + ", ".join(f"{r:.2f}" for r in rec)
                           + ". Caveat: a causal column sum favours early blocks (more queries see them), so the top "
                             "blocks here are largely positional and easy to predict"),
     ]
@@ -208,7 +219,9 @@ def reproduce(run: Run) -> Result:
         ["variant", "saved activations (MB)", "median step (ms)", "final loss"],
         [[m, round(v[2] / 1e6, 2), round(float(np.median(v[1])) * 1e3, 1), round(float(np.mean(v[0][-tail:])), 4)]
          for m, v in out.items()]))
-    result.figures.append(_memory_figure(run, model, preds, [256, 512, 1024] if run.quick else [256, 512, 1024, 2048]))
+    if not run.control:
+        lengths = [256, 512, 1024] if run.quick else [256, 512, 1024, 2048]
+        result.figures.append(_memory_figure(run, model, preds, lengths))
     return result
 
 

@@ -325,9 +325,10 @@ def encoder_share_per_device(job: M.LLMJob) -> float:
     return job.microbatches * per_mb / job.pp
 
 
-def efficiency(job: M.LLMJob, packed: Packed) -> float:
-    """Share of the encoder's per-device work that costs no iteration time (1: all of it hides in bubbles)."""
-    return 1.0 - (packed.iteration_s - llm_only(job)) / encoder_share_per_device(job)
+def efficiency(job: M.LLMJob, iteration_s: float) -> float:
+    """Share of the encoder's per-device work that costs no iteration time (1: all of it hides in bubbles),
+    for an iteration of ``iteration_s`` (a packed plan's, or a baseline's)."""
+    return 1.0 - (iteration_s - llm_only(job)) / encoder_share_per_device(job)
 
 
 def llm_only(job: M.LLMJob) -> float:

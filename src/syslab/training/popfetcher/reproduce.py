@@ -1,11 +1,14 @@
 """PopFetcher's reproduction: the popularity predictor on a real tiny-MoE routing trace and a synthetic
-correlated one, and the MoE-layer time of each expert-parallel policy on modelled hardware."""
+correlated one, and the MoE-layer time of each expert-parallel policy on modelled hardware.
+
+Negative control (``run.control``): PopFetcher's prefetch and all-to-all priority are replaced by vanilla expert
+parallelism, and its popularity predictor by last iteration's loads, on the same routing traces."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from syslab.core.claims import Claim, Expect, Result, Table
+from syslab.core.claims import CHECK, Claim, Expect, Result, Table
 from syslab.core.run import Run, pyplot
 from syslab.training.popfetcher import routing as R
 from syslab.training.popfetcher import sim as S
@@ -17,15 +20,17 @@ CLAIMS = (
     Claim("time-reduction-real-routing", "the same on the REAL routing of a tiny top-2 MoE trained here",
           paper="0.15-0.945", unit="", expect=Expect(at_least=0.15), source="abstract"),
     Claim("predictor-top4", "top-4 hot-expert hit rate of the predictor, SYNTHETIC correlated routing",
-          paper=None, unit="", expect=Expect(at_least=0.7), source="our notes' acceptance (>= 70%)"),
+          paper=None, unit="", expect=Expect(at_least=0.7), source="our notes' acceptance (>= 70%)",
+          kind=CHECK),  # a readout: last iteration's loads (the control) clear 0.7 too; predictor-vs-last compares
     Claim("predictor-vs-last", "hit rate of the predictor minus that of 'last iteration's loads' (worse of the two "
           "traces)", paper="clearly above", unit="", expect=Expect(at_least=0.05),
           source="our notes' acceptance: clearly beats a last-iteration baseline"),
     Claim("uniform-sanity", "|time change| vs vanilla under uniform routing (the gain must come from skew)",
-          paper="~0", unit="", expect=Expect(at_most=0.05), source="our notes' sanity check"),
+          paper="~0", unit="", expect=Expect(at_most=0.05), source="our notes' sanity check", kind=CHECK),
     Claim("priority-backward", "backward+forward time with FIFO link sharing over all-to-all priority "
           "(PopFetcher's replicas, SYNTHETIC skewed routing)", paper="priority helps", unit="x",
-          expect=Expect(at_least=1.0), source="abstract: all-to-all prioritised over all-reduce"),
+          expect=Expect(at_least=1.02),
+          source="abstract: all-to-all prioritised over all-reduce (band: FIFO itself gives 1.0)"),
 )
 
 
@@ -37,12 +42,14 @@ def reproduce(run: Run) -> Result:
     real = R.tiny_moe_trace(iterations=iters, seed=run.seed)
     skewed = R.synthetic_trace(iters, 4, 16, c.tokens, run.rng(1))
     uniform = R.synthetic_trace(iters, 4, 16, c.tokens, run.rng(2), alpha=0.0, band=0.0)
-    runs = {name: S.run_policies(t, c) for name, t in (("skewed", skewed), ("real", real), ("uniform", uniform))}
+    runs = {name: S.run_policies(t, c, control=run.control)
+            for name, t in (("skewed", skewed), ("real", real), ("uniform", uniform))}
 
     def cut(name: str, policy: str = "popfetcher") -> float:
         return 1 - runs[name][policy].mean() / runs[name]["vanilla"].mean()
 
-    hits = {name: (R.top_k_hit_rate(t, R.predict_next_layer), R.top_k_hit_rate(t, R.predict_last_iteration))
+    predictor = R.predict_last_iteration if run.control else R.predict_next_layer   # control: the baseline's
+    hits = {name: (R.top_k_hit_rate(t, predictor), R.top_k_hit_rate(t, R.predict_last_iteration))
             for name, t in (("skewed", skewed), ("real", real))}
     result.findings += [
         CLAIMS[0].measure(cut("skewed"), f"FasterMoE-like {cut('skewed', 'fastermoe'):+.1%}, Janus-like "

@@ -174,9 +174,11 @@ def popfetcher(predicted: np.ndarray, load: np.ndarray, c: Cluster, k: int = 2) 
     return layer_time(load, c, _replicas_of(predicted, c, k), True, True)
 
 
-def run_policies(trace: RoutingTrace, c: Cluster, start: int = 10, k: int = 2) -> dict[str, np.ndarray]:
+def run_policies(trace: RoutingTrace, c: Cluster, start: int = 10, k: int = 2,
+                 control: bool = False) -> dict[str, np.ndarray]:
     """Per iteration >= ``start``, the summed forward + backward time of every MoE layer but the first (whose
-    predecessor gives no prediction), per policy; also PopFetcher without all-to-all priority."""
+    predecessor gives no prediction), per policy; also PopFetcher without all-to-all priority. ``control``:
+    vanilla expert parallelism in both of PopFetcher's slots (a negative control)."""
     first = [_scaled(trace.counts[i, j], c, trace.top_k) for i in range(start) for j in range(trace.layers)]
     janus = janus_static(np.mean(first, axis=0), c)
     out: dict[str, list[float]] = {p: [] for p in ("vanilla", "fastermoe", "janus", "popfetcher",
@@ -189,8 +191,12 @@ def run_policies(trace: RoutingTrace, c: Cluster, start: int = 10, k: int = 2) -
             totals["vanilla"] += vanilla(load, c).total_s
             totals["fastermoe"] += fastermoe(load, c).total_s
             totals["janus"] += janus(load).total_s
-            totals["popfetcher"] += popfetcher(pred, load, c, k).total_s
-            totals["popfetcher-fifo"] += layer_time(load, c, _replicas_of(pred, c, k), True, False).total_s
+            if control:                                         # the negative control: no prefetch, no priority
+                totals["popfetcher"] += vanilla(load, c).total_s
+                totals["popfetcher-fifo"] += vanilla(load, c).total_s
+            else:
+                totals["popfetcher"] += popfetcher(pred, load, c, k).total_s
+                totals["popfetcher-fifo"] += layer_time(load, c, _replicas_of(pred, c, k), True, False).total_s
         for p in out:
             out[p].append(totals[p])
     return {p: np.array(v) for p, v in out.items()}

@@ -332,10 +332,12 @@ def name_root_cause(a: Analysis) -> str:
     return "other"
 
 
-def synchronized_gc_recovery(df: pd.DataFrame, meta: JobMeta, pause_threshold_s: float = 0.05) -> dict[str, float]:
+def synchronized_gc_recovery(df: pd.DataFrame, meta: JobMeta, pause_threshold_s: float = 0.05,
+                             synchronise: bool = True) -> dict[str, float]:
     """What if every rank collected garbage in the same steps? Each rank keeps its number of GC pauses
     (on average), but all pauses land in the same steps, so a step pays one pause instead of waiting for
-    whichever rank paused. Returns T_nodelay, T_sync, T_nogc and the share of GC slowdown recovered."""
+    whichever rank paused. Returns T_nodelay, T_sync, T_nogc and the share of GC slowdown recovered.
+    ``synchronise=False`` is the baseline (every pause stays where it was recorded), for a negative control."""
     r = Replay(df, meta)
     gc = r.ops(optype=GC)
     if not gc.any():
@@ -352,9 +354,10 @@ def synchronized_gc_recovery(df: pd.DataFrame, meta: JobMeta, pause_threshold_s:
 
     no_gc, synced = r.duration.copy(), r.duration.copy()
     no_gc[rows] = quiet
-    synced[rows] = quiet
-    in_sync = np.isin(np.repeat(np.arange(n_steps), dp), sync_steps)
-    synced[np.ix_(rows, np.flatnonzero(in_sync))] = mean_pause
+    if synchronise:
+        synced[rows] = quiet
+        in_sync = np.isin(np.repeat(np.arange(n_steps), dp), sync_steps)
+        synced[np.ix_(rows, np.flatnonzero(in_sync))] = mean_pause
     t_now = float(r.step_times().mean())
     t_sync = float(r.step_times(synced).mean())
     t_nogc = float(r.step_times(no_gc).mean())

@@ -1,5 +1,8 @@
 """TrainCheck's reproduction: learn invariants from clean reference runs of small PyTorch programs, then catch
-silent bugs in their buggy twins, against a loss-curve anomaly detector on the same runs."""
+silent bugs in their buggy twins, against a loss-curve anomaly detector on the same runs.
+
+Negative control (``run.control``): TrainCheck's invariants are replaced by the loss-curve monitor on the same
+traced buggy runs; the reference and clean runs (which feed inference and the checks only) are not traced."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from syslab.core.claims import Claim, Expect, Result, Table
+from syslab.core.claims import CHECK, Claim, Expect, Result, Table
 from syslab.core.run import Run as RunContext
 from syslab.core.run import pyplot
 from syslab.training.traincheck import relations as R
@@ -26,10 +29,11 @@ CLAIMS = (
           source="abstract: 18 of 20 real-world silent errors, each within one iteration"),
     Claim("baseline-detected", "share caught within one iteration by a loss-curve anomaly detector (NaN, spikes, "
           "plateaus) on the same runs", paper=None, unit="", expect=Expect(at_most=0.3),
-          source="our notes' acceptance (baseline <= 3 of 10)"),
+          source="our notes' acceptance (baseline <= 3 of 10)", kind=CHECK),  # the baseline's, a readout
     Claim("false-positive-invariants", "share of the inferred invariants violated by clean variants (other seed, "
           "batch size, learning rate)", paper="<5% with 2-3 references", unit="", expect=Expect(at_most=0.05),
-          source="§ evaluation: < 2% with 5-6 references, < 5% with 2-3"),
+          source="§ evaluation: < 2% with 5-6 references, < 5% with 2-3",
+          kind=CHECK),  # a bound on false alarms: a checker that never fires meets it
 )
 
 
@@ -136,6 +140,8 @@ def reproduce(run: RunContext) -> Result:
     result = Result(system="traincheck")
     refs = list(REFERENCES) + ([] if run.quick else list(MORE_REFERENCES))
     clean = list(CLEAN) + ([] if run.quick else list(MORE_CLEAN))
+    if run.control:                         # no invariants to learn or false alarms to count under control
+        refs, clean = [], []
     workdir = Path(tempfile.mkdtemp(prefix="syslab-traincheck-"))
     try:
         t0 = time.perf_counter()
@@ -144,7 +150,7 @@ def reproduce(run: RunContext) -> Result:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     t1 = time.perf_counter()
-    invariants = R.infer([traces[p.name] for p in refs])
+    invariants = R.infer([traces[p.name] for p in refs]) if refs else []
     infer_s = time.perf_counter() - t1
 
     violated: set[str] = set()
@@ -157,8 +163,12 @@ def reproduce(run: RunContext) -> Result:
     outcomes = []
     for p in BUGS:
         trace = traces[f"bug:{p.bug}"]
+        monitor = loss_anomaly(losses(trace))
+        if run.control:                     # the negative control: the loss monitor in TrainCheck's slot
+            outcomes.append(Outcome(p, monitor, [], monitor))
+            continue
         v = R.check(trace, invariants)
-        outcomes.append(Outcome(p, min((x.iter for x in v), default=None), v, loss_anomaly(losses(trace))))
+        outcomes.append(Outcome(p, min((x.iter for x in v), default=None), v, monitor))
 
     n = len(outcomes)
     caught = sum(o.detected for o in outcomes)
@@ -171,8 +181,8 @@ def reproduce(run: RunContext) -> Result:
         base / n, f"{base} of {n}; it also fires on {sum(r[3] == 'yes' for r in clean_rows)} of {len(clean)} "
         "clean runs"))
     result.findings.append(CLAIMS[2].measure(
-        len(violated) / max(len(invariants), 1), f"{len(violated)} of {len(invariants)} invariants violated on "
-        f"{len(clean)} clean variants"))
+        len(violated) / len(invariants) if invariants else None, f"{len(violated)} of {len(invariants)} invariants "
+        f"violated on {len(clean)} clean variants"))
 
     result.tables.append(Table(
         f"Silent bugs (switched on at iteration {TRIGGER}); invariants from: {', '.join(p.name for p in refs)}",
