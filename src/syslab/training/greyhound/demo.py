@@ -63,7 +63,9 @@ def run_demo(out: str, iterations: int = 200, slow_at: int = 100, sleep_ms: floa
            "--slow-at", str(slow_at), "--sleep-ms", str(sleep_ms), "--world", str(world), "--slow-rank",
            str(slow_rank)]
     Path(out).unlink(missing_ok=True)             # never read a previous run's output
-    proc = subprocess.run(cmd, timeout=timeout_s, capture_output=True, text=True)
+    from syslab.core.lifecycle import child_of_me
+
+    proc = subprocess.run(cmd, timeout=timeout_s, capture_output=True, text=True, preexec_fn=child_of_me())
     try:
         with open(out) as f:                       # rank 0 writes it once every rank has finished training
             return json.load(f)

@@ -122,8 +122,10 @@ def run_demo(out: str, timeout_s: float = 120.0) -> dict:
     import subprocess
 
     Path(out).unlink(missing_ok=True)             # never read a previous run's output
+    from syslab.core.lifecycle import child_of_me
+
     proc = subprocess.run([sys.executable, "-m", "syslab.training.mtuner.demo", out], timeout=timeout_s,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, preexec_fn=child_of_me())
     try:
         with open(out) as f:                       # rank 0 writes it once both ranks have finished
             return json.load(f)

@@ -16,11 +16,16 @@ import tempfile
 from pathlib import Path
 
 from syslab.core.errors import InputError
+from syslab.core.lifecycle import child_of_me
 from syslab.training.traincheck.instrument import ENV_DIR
 
 _BOOTSTRAP = '''
 import os, sys
 if os.environ.get("ENV_DIR"):
+    # Every process of the traced command dies with its parent (Linux PR_SET_PDEATHSIG), so stopping syslab
+    # never leaves a DDP worker of the user's script waiting forever in a collective.
+    from syslab.core.lifecycle import die_with_parent
+    die_with_parent()
     import importlib.abc, importlib.util
 
     class _StartAfterTorch(importlib.abc.MetaPathFinder):
@@ -72,7 +77,8 @@ def collect(command: list[str], trace_dir: str | Path, timeout_s: float | None =
         env[ENV_DIR] = str(trace_dir.resolve())
         env.update(tracer_env or {})
         try:
-            proc = subprocess.run(_python(command), env=env, capture_output=True, text=True, timeout=timeout_s)
+            proc = subprocess.run(_python(command), env=env, capture_output=True, text=True, timeout=timeout_s,
+                                  preexec_fn=child_of_me())
         except FileNotFoundError as e:
             raise InputError(f"cannot run {command[0]!r}: {e.strerror}.", field="COMMAND",
                              fix="give a command that runs on its own, e.g. -- python train.py.") from e
@@ -112,6 +118,8 @@ for line in sys.stdin:
     if pid == 0:
         code = 0
         try:
+            from syslab.core.lifecycle import die_with_parent
+            die_with_parent()                  # a job never outlives the zygote
             out = os.open(job["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             err = os.open(job["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(out, 1)
@@ -201,7 +209,7 @@ class _Zygote:
     def _start(self) -> subprocess.Popen:
         if self.proc is None:
             self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, text=True, env=self.env)
+                                         stdout=subprocess.PIPE, text=True, env=self.env, preexec_fn=child_of_me())
             if self.proc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the tracing zygote did not start")
         return self.proc
