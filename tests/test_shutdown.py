@@ -114,3 +114,10 @@ def test_sigterm_poby_removes_its_pool_and_scratch(tmp_path):
 def test_sigterm_reproduce_stops_its_pool(tmp_path):
     terminate_mid_run(["reproduce", "kamino", "kvcache-wild", "--out", str(tmp_path / "report"), "--jobs", "2"],
                       tmp_path, children=2, settle_s=1.0)
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_gloo_demo_leaves_no_rank(tmp_path):
+    pytest.importorskip("torch")
+    # `syslab run greyhound` ends in a REAL demo: a launcher and four gloo ranks training with DDP
+    terminate_mid_run(["run", "greyhound", "--out", str(tmp_path / "report")], tmp_path, children=5, timeout_s=240)

@@ -18,9 +18,14 @@ def init_local(rank: int, world: int, port: int, threads: int = 1) -> None:
     import torch
     import torch.distributed as dist
 
+    import multiprocessing
+
     from syslab.core.lifecycle import die_with_parent
 
-    die_with_parent()   # a rank whose launcher is gone must not wait forever in a collective
+    # A rank whose launcher is gone must not wait forever in a collective: die with it, and exit now if it died
+    # while this rank was still importing torch.
+    launcher = multiprocessing.parent_process()
+    die_with_parent(launcher.pid if launcher is not None else None)
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(threads)
     dist.init_process_group("gloo", rank=rank, world_size=world)
