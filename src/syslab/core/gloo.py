@@ -15,10 +15,10 @@ def free_port() -> int:
 
 def init_local(rank: int, world: int, port: int, threads: int = 1) -> None:
     """Join a gloo process group on localhost with ``threads`` intra-op threads per process."""
+    import multiprocessing
+
     import torch
     import torch.distributed as dist
-
-    import multiprocessing
 
     from syslab.core.lifecycle import die_with_parent
 
