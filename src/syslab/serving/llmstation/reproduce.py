@@ -1,5 +1,8 @@
 """LLMStation's reproduction: fine-tuning throughput at the inference SLO, for real on this CPU, against
-temporal and spatial sharing on the same requests."""
+temporal and spatial sharing on the same requests.
+
+Negative control (``run.control``): LLMStation's run is replaced by the temporal (FineInfer-like) baseline's run
+at its best SLO-meeting knob (or, if none meets the SLO, the one closest to it)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from syslab.core.claims import Claim, Expect, Result, Table
+from syslab.core.claims import CHECK, Claim, Expect, Result, Table
 from syslab.core.run import Run, pyplot
 from syslab.core.workloads import load_lmsys, lognormal_lengths, poisson_arrivals
 from syslab.serving.llmstation.model import FineTuneStep, JointSegment, TinyConfig, TinyLlama
@@ -37,13 +40,16 @@ CLAIMS = (
           "and spatial sharing (each at its best SLO-meeting knob)", paper="1.38-14.77x", unit="x",
           expect=Expect(at_least=1.3), source="abstract; our notes' acceptance >= 1.3x"),
     Claim("llmstation-meets-slo", "LLMStation's worst of P99 TTFT / SLO and P99 TPOT / SLO (adaptive wait)",
-          paper="meets SLOs", unit="x SLO", expect=Expect(at_most=1.0), source="abstract"),
+          paper="meets SLOs", unit="x SLO", expect=Expect(at_most=1.0), source="abstract",
+          kind=CHECK),  # an absolute level the baselines meet too at their knobs; the throughput claim requires it
     Claim("temporal-tpot-at-equal-throughput", "temporal sharing's P99 TPOT / SLO at a fine-tuning throughput at "
-          "least LLMStation's", paper="violates", unit="x SLO", expect=Expect(at_least=1.0),
-          source="our notes' acceptance: temporal violates P99 TPOT at equal throughput"),
+          "least LLMStation's, where LLMStation meets the SLO: min(temporal's P99 TPOT / SLO, SLO / LLMStation's "
+          "worst P99), >= 1 iff temporal violates while LLMStation meets", paper="violates", unit="x SLO",
+          expect=Expect(at_least=1.0), source="our notes' acceptance: LLMStation meets the SLO; temporal violates "
+          "P99 TPOT at equal throughput"),
     Claim("tasklet-equivalence", "max |difference| of the LoRA weights after a tasklet-suspended, jointly batched "
           "step vs one uninterrupted step", paper="identical", unit="", expect=Expect(at_most=1e-5),
-          source="our notes' acceptance (allclose)"),
+          source="our notes' acceptance (allclose)", kind=CHECK),
 )
 
 CFG = TinyConfig(layers=8, context=512)
@@ -226,9 +232,10 @@ class Comparison:
 
 def compare_requests(requests: list[Request], model: TinyLlama, samples: torch.Tensor, data_seed: int,
                      temporal_every: tuple[int, ...] = (16, 64, 10**9), spatial_duty: tuple[float, ...] = (1.0,),
-                     repeats: int = 1, progress=lambda message: None) -> Comparison:
+                     repeats: int = 1, progress=lambda message: None, control: bool = False) -> Comparison:
     """Serve ``requests`` alone (to set the SLO), then under every baseline knob and under LLMStation, each
-    ``repeats`` times (the median run by fine-tuning throughput is kept). Takes as long as the runs do."""
+    ``repeats`` times (the median run by fine-tuning throughput is kept). Takes as long as the runs do.
+    ``control`` (a negative control): LLMStation's slot takes the temporal baseline's best run instead."""
     rate = len(requests) / max(max(r.arrival_s for r in requests), 1e-9)
 
     def repeat(policy_factory, label: str) -> RunStats:
@@ -246,7 +253,10 @@ def compare_requests(requests: list[Request], model: TinyLlama, samples: torch.T
     gap = mean_token_gap(iso)
     temporal = [repeat(lambda k=k: Temporal(every=k), Temporal(every=k).knob) for k in temporal_every]
     spatial = [repeat(lambda d=d: Spatial(duty=d), f"spatial, duty {d:.0%}") for d in spatial_duty]
-    station = repeat(lambda: LLMStation(WaitController(slo, gap, iso.p99_tpot())), "LLMStation, adaptive wait")
+    if control:   # the temporal baseline at its best SLO-meeting knob (else the closest to the SLO)
+        station = best_at_slo(temporal, slo) or min(temporal, key=slo.worst_ratio)
+    else:
+        station = repeat(lambda: LLMStation(WaitController(slo, gap, iso.p99_tpot())), "LLMStation, adaptive wait")
     return Comparison(rate, iso, slo, temporal, spatial, station)
 
 
@@ -256,7 +266,7 @@ def compare(run: Run, plan: Plan, model: TinyLlama, rate: float, samples: torch.
     arrivals = poisson_arrivals(rate, plan.requests, run.rng(2))
     requests = make_requests(arrivals, p, o, CFG, run.rng(3))
     cmp = compare_requests(requests, model, samples, data_seed, plan.temporal_every, plan.spatial_duty,
-                           plan.repeats, lambda m: run.progress(f"{rate:g} req/s, {m}"))
+                           plan.repeats, lambda m: run.progress(f"{rate:g} req/s, {m}"), run.control)
     cmp.rate_per_s = rate
     return cmp, source
 
@@ -311,12 +321,16 @@ def reproduce(run: Run) -> Result:
         worst.slo.worst_ratio(worst.station), f"at {worst.rate_per_s:g} req/s: P99 TTFT "
         f"{worst.station.p99_ttft() * 1e3:.0f} ms (SLO {worst.slo.ttft_s * 1e3:.0f}), P99 TPOT "
         f"{worst.station.p99_tpot() * 1e3:.1f} ms (SLO {worst.slo.tpot_s * 1e3:.1f})"))
+    # Temporal's violation counts only where LLMStation itself meets the SLO at that throughput (both halves of
+    # the acceptance), so that a station that misses the SLO (or a baseline in its slot) cannot pass it.
     picks = [(x, *x.temporal_at_equal_throughput()) for x in comparisons]
-    x, pick, found = min(picks, key=lambda t: t[1].p99_tpot() / t[0].slo.tpot_s)
+    x, pick, found = min(picks, key=lambda t: min(t[1].p99_tpot() / t[0].slo.tpot_s,
+                                                  1 / t[0].slo.worst_ratio(t[0].station)))
     result.findings.append(CLAIMS[2].measure(
-        pick.p99_tpot() / x.slo.tpot_s,
+        min(pick.p99_tpot() / x.slo.tpot_s, 1 / x.slo.worst_ratio(x.station)),
         f"at {x.rate_per_s:g} req/s, temporal ({pick.knob}) at {pick.ft_throughput:.2f} samples/s vs LLMStation "
-        f"{x.station.ft_throughput:.2f}: P99 TPOT {pick.p99_tpot() * 1e3:.1f} ms, P99 TTFT "
+        f"{x.station.ft_throughput:.2f} (LLMStation at {x.slo.worst_ratio(x.station):.2f}x its SLO): temporal P99 "
+        f"TPOT {pick.p99_tpot() * 1e3:.1f} ms ({pick.p99_tpot() / x.slo.tpot_s:.2f}x), P99 TTFT "
         f"{pick.p99_ttft() * 1e3:.0f} ms" + ("" if found else " (no temporal setting reached LLMStation's "
                                                "throughput; its fastest is shown)")))
     result.findings.append(CLAIMS[3].measure(diff, f"the step moved weights by up to {moved:.1e}; loss differs by "
