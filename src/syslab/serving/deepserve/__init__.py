@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from syslab.core.claims import CHECK, Claim, Expect, Fidelity, Result, System, Table
+from syslab.core.lifecycle import child_of_me
 from syslab.core.run import Run, pyplot
 
 # ---------------------------------------------------------------------------------------------------------
@@ -141,8 +142,9 @@ def write_weights(path: Path, megabytes: int, rng: np.random.Generator) -> Path:
 
 
 def _server(mode: str, weights: Path) -> subprocess.Popen:
+    # started before any timing, so the preexec hook (which makes Popen fork rather than posix_spawn) costs nothing
     proc = subprocess.Popen([sys.executable, "-c", _SERVER, mode, str(weights)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, preexec_fn=child_of_me())
     if proc.stdout.readline().strip() != "ready":
         proc.kill()
         proc.wait()

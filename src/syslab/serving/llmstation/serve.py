@@ -351,8 +351,10 @@ class Spatial:
         args = {"cfg": dataclasses.asdict(engine.model.cfg), "seed": engine.model.seed, "duty": self.duty,
                 "n_samples": len(tuner.samples), "seq_len": tuner.samples.shape[1] - 1,
                 "data_seed": tuner.data_seed, "micro_batch": tuner.micro_batch}
+        from syslab.core.lifecycle import child_of_me
+
         proc = subprocess.Popen([sys.executable, "-m", "syslab.serving.llmstation.worker", json.dumps(args)],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=child_of_me())
         try:
             if proc.stdout.readline().strip() != "ready":
                 raise RuntimeError("the spatial fine-tuning process did not start")
