@@ -259,3 +259,16 @@ def test_timeline_export_has_three_views_of_one_step(tmp_path):
     assert len(spans) == 3 * n_ops and all(e["dur"] >= 0 for e in spans)
     with pytest.raises(InputError, match="step 99"):
         S.write_timeline(df, meta, tmp_path / "u.json", step=99)
+
+
+def test_vectorised_node_lookup_agrees_with_tuple_lookup():
+    from syslab.training.stragglers.simulator import _node_ids
+
+    rng = np.random.default_rng(0)
+    nodes = [(o, int(q), int(t)) for o in ("forward-compute", "backward-compute", "dp-allreduce")
+             for q in range(-2, 6) for t in range(3)]
+    rows = [nodes[i] for i in rng.integers(0, len(nodes), 200)] + [("forward-compute", 99, 0), ("optimizer", 0, 0)]
+    df = pd.DataFrame(rows, columns=["optype", "seq_id", "stage"])
+    index = {n: i for i, n in enumerate(nodes)}
+    expected = [index.get((o, q, t), -1) for o, q, t in rows]
+    assert _node_ids(df, nodes).tolist() == expected

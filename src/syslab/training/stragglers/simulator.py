@@ -32,20 +32,47 @@ class TraceTensor:
         return len(self.steps)
 
 
+def _node_ids(df: pd.DataFrame, nodes: list) -> np.ndarray:
+    """Each row's index in ``nodes`` ((optype, seq_id, stage) triples), -1 where the row's op is not a node.
+    Vectorised: the triple becomes one int64 key (op-type code, seq_id, stage in mixed radix) looked up by
+    binary search, O(rows log nodes); a per-row tuple lookup took most of a whole analysis's time."""
+    optypes = sorted({n[0] for n in nodes} | set(df.optype.unique()))
+    op = pd.Categorical(df.optype, categories=optypes).codes.astype(np.int64)
+    seq, stage = df.seq_id.to_numpy(np.int64), df.stage.to_numpy(np.int64)
+    n_op = np.array([optypes.index(n[0]) for n in nodes], dtype=np.int64)
+    n_seq = np.array([n[1] for n in nodes], dtype=np.int64)
+    n_stage = np.array([n[2] for n in nodes], dtype=np.int64)
+    lo_seq, lo_stage = min(seq.min(), n_seq.min()), min(stage.min(), n_stage.min())
+    span_seq = max(seq.max(), n_seq.max()) - lo_seq + 1
+    span_stage = max(stage.max(), n_stage.max()) - lo_stage + 1
+    if len(optypes) * span_seq * span_stage >= 2**62:      # ids too sparse for one key: fall back to tuples
+        index = {n: i for i, n in enumerate(nodes)}
+        keys = zip(df.optype, df.seq_id, df.stage, strict=True)
+        return np.fromiter((index.get(k, -1) for k in keys), dtype=np.int64, count=len(df))
+
+    def key(o: np.ndarray, q: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return (o * span_seq + (q - lo_seq)) * span_stage + (t - lo_stage)
+
+    node_keys = key(n_op, n_seq, n_stage)
+    order = np.argsort(node_keys, kind="stable")
+    sorted_keys = node_keys[order]
+    row_keys = key(op, seq, stage)
+    pos = np.minimum(np.searchsorted(sorted_keys, row_keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == row_keys, order[pos], -1)
+
+
 def to_tensor(df: pd.DataFrame, model: DependencyModel, source: str = "<trace>") -> TraceTensor:
-    index = {n: i for i, n in enumerate(model.nodes)}
     steps = np.sort(df.step.unique())
     dp = int(df.dp_rank.max()) + 1
     n, k_total = len(model.nodes), len(steps) * dp
-    keys = pd.Series(list(zip(df.optype, df.seq_id, df.stage, strict=True)), index=df.index)
-    node_id = keys.map(index)
-    if node_id.isna().any():
-        bad = df[node_id.isna()].iloc[0]
+    node_id = _node_ids(df, model.nodes)
+    if (node_id < 0).any():
+        bad = df.iloc[int(np.argmax(node_id < 0))]
         raise InputError(f"op ({bad.optype}, seq_id {bad.seq_id}, stage {bad.stage}) at step {bad.step}, dp_rank "
                          f"{bad.dp_rank} is not in the schedule of step {steps[0]}, dp_rank 0.", file=source,
                          field="seq_id", fix="every step and DP rank must run the same ops.")
     k = np.searchsorted(steps, df.step.to_numpy()) * dp + df.dp_rank.to_numpy()
-    flat = node_id.to_numpy(dtype=np.int64) * k_total + k
+    flat = node_id * k_total + k
     counts = np.bincount(flat, minlength=n * k_total)
     if counts.max() > 1 or counts.min() < 1:
         where = int(np.argmax(counts != 1))
