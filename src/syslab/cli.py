@@ -304,6 +304,13 @@ def data_fetch(names: Annotated[list[str], typer.Argument(help="datasets to down
     for name in names:
         if name not in DATASETS:
             raise InputError(f"unknown dataset {name!r}.", field="NAME", fix=f"use one of: {', '.join(DATASETS)}.")
+    if base_url is not None:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(base_url)
+        if url.scheme not in ("http", "https", "file") or not (url.netloc or url.scheme == "file"):
+            raise InputError(f"{base_url!r} is not an http(s) or file URL.", field="--base-url",
+                             fix="pass a mirror such as https://example.org/syslab-data.")
     for name in names:
         paths = fetch(name, dest=dest, base_url=base_url, progress=lambda m: err.print(m))
         out.print(f"{name}: {len(paths)} file(s) verified in {paths[0].parent}")

@@ -28,25 +28,12 @@ def print_json(obj: Any) -> None:
 
 
 def read_csv_columns(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
-    """A CSV that must have these numeric columns, with no gaps; anything else is an InputError naming the file,
-    the column and (for a bad value) the row."""
-    import pandas as pd
+    """A CSV that must have these numeric columns, finite, with no gaps and at least one row; anything else is an
+    InputError naming the file, the column and (for a bad value) the row (``core.inputs.read_csv``)."""
+    from syslab.core.inputs import Column, read_csv
 
-    if not path.is_file():
-        raise InputError("file not found.", file=path, fix=f"pass a CSV with column(s) {', '.join(columns)}.")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise InputError(f"not a readable CSV ({e.__class__.__name__}).", file=path,
-                         fix=f"write a CSV with a header row naming {', '.join(columns)}.") from e
-    for c in columns:
-        if c not in df.columns:
-            raise InputError("missing column.", file=path, field=c,
-                             fix=f"add a column {c!r} (columns found: {', '.join(map(str, df.columns))}).")
-        if not pd.api.types.is_numeric_dtype(df[c]) or df[c].isna().any():
-            row = int(pd.to_numeric(df[c], errors="coerce").isna().to_numpy().argmax()) + 2
-            raise InputError(f"row {row} is not a number.", file=path, field=c, fix="give one number per row.")
-    return df
+    return read_csv(path, columns={c: Column("float") for c in columns},
+                    fix=f"write a CSV with a header row naming {', '.join(columns)} and one number per row.")
 
 
 def need_torch(problem: str = "this tool traces PyTorch programs and needs torch.") -> None:

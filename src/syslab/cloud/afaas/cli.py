@@ -25,10 +25,12 @@ def afaas_bench(
     """Spawn-a-fresh-interpreter cold starts (5 persisted hops, fresh sandbox) against AFaaS's fork from a
     seed (1 hop, pooled sandbox), at concurrency 1 and --concurrency. Every process is reaped."""
     from syslab.cloud.afaas import bench as AB
+    from syslab.core.inputs import option
 
-    if not 1 <= concurrency <= 256 or requests < 1:
-        raise InputError(f"concurrency {concurrency}, requests {requests}.", field="--concurrency",
-                         fix="use 1 <= --concurrency <= 256 and --requests >= 1.")
+    # every cold start is a real process: at most 256 at once (one sandbox each) and 10,000 in the unloaded run
+    concurrency = option(concurrency, "--concurrency", min=1, max=256, integer=True,
+                         fix="use 1 <= --concurrency <= 256.")
+    requests = option(requests, "--requests", min=1, max=10_000, integer=True, fix="use 1 <= --requests <= 10,000.")
     if not hasattr(os, "fork"):
         raise InputError("this platform has no fork().", field="platform", fix="run on Linux.")
     configs = AB.ABLATION if ablation else (AB.ABLATION[0], AB.ABLATION[-1])

@@ -36,16 +36,27 @@ def burst_pagerank(
     from syslab.cloud.burst.comm import Network, check_burst
     from syslab.cloud.burst.job import run_pagerank
     from syslab.cloud.burst.resp import RedisServer
+    from syslab.core.inputs import option
 
+    # Every worker is a real process holding a copy of the rank vector (8 bytes a node): at most 256 workers,
+    # 10**7 nodes and 2**28 node copies in all (2 GB); 5e7 synthetic edges (800 MB). The network is emulated in
+    # real time: a round trip of at most 1 s and at least 1 MB/s per connection, so no run waits for hours.
+    workers = option(workers, "--workers", min=1, max=256, integer=True)
+    group_size = option(group_size, "--group-size", min=1, max=256, integer=True)
     check_burst(workers, group_size)
-    if iterations < 1 or rtt_ms < 0 or bandwidth_mbs <= 0 or workers > 256:
-        raise InputError(f"--iterations {iterations}, --rtt-ms {rtt_ms}, --bandwidth-mbs {bandwidth_mbs}, "
-                         f"--workers {workers}.", field="options",
-                         fix="iterations >= 1, rtt >= 0, bandwidth > 0, at most 256 workers.")
+    nodes = option(nodes, "--nodes", min=2, max=10**7, integer=True)
+    edges = option(edges, "--edges", min=1, max=5 * 10**7, integer=True)
+    iterations = option(iterations, "--iterations", min=1, max=1000, integer=True)
+    rtt_ms = option(rtt_ms, "--rtt-ms", min=0, max=1000)
+    bandwidth_mbs = option(bandwidth_mbs, "--bandwidth-mbs", min=1, max=1e9)         # 1e9: unthrottled
+    seed = option(seed, "--seed", min=0, integer=True)
     if graph:
         src, dst, nodes = PR.load_edges(graph)
     else:
         src, dst = PR.power_law_graph(nodes, edges, np.random.default_rng(seed))
+    if nodes * workers > 2**28:
+        raise InputError(f"{nodes:,} nodes x {workers} workers: each worker holds the rank vector.",
+                         file=graph, field="--workers", fix="use fewer workers, or a smaller graph.")
     net = Network(rtt_ms * 1e-3, bandwidth_mbs * 1e6)
     with err.status("starting redis-server and running the burst, then FaaS mode"), RedisServer() as server:
         burst = run_pagerank(server, src, dst, nodes, workers, group_size, iterations, network=net)

@@ -36,24 +36,16 @@ def power_law_graph(nodes: int, edges: int, rng: np.random.Generator) -> tuple[n
     return src[order].astype(np.int64), dst[order].astype(np.int64)
 
 
-def load_edges(path: str | Path) -> tuple[np.ndarray, np.ndarray, int]:
+def load_edges(path: str | Path, max_nodes: int = 10_000_000) -> tuple[np.ndarray, np.ndarray, int]:
     """A whitespace-separated edge list, one ``source target`` pair of non-negative integer node ids per line
-    (``#`` comments allowed); returns (src, dst) sorted by source and the node count (max id + 1)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("file not found.", file=path, fix="pass an edge list: one 'source target' per line.")
-    try:
-        e = np.loadtxt(path, dtype=np.int64, comments="#", ndmin=2)
-    except ValueError as exc:
-        raise InputError(f"not an integer edge list ({exc}).", file=path, field="edges",
-                         fix="one 'source target' pair of integer node ids per line.") from None
-    if e.shape[0] == 0 or e.shape[1] != 2:
-        raise InputError(f"{e.shape[1] if e.size else 0} columns / {e.shape[0]} edges.", file=path, field="edges",
-                         fix="two columns (source, target), at least one edge.")
-    if (e < 0).any():
-        raise InputError(f"negative node id {int(e.min())}.", file=path, field="edges", fix="use ids >= 0.")
-    order = np.argsort(e[:, 0], kind="stable")
-    return e[order, 0], e[order, 1], int(e.max()) + 1
+    (``#`` comments allowed); returns (src, dst) sorted by source and the node count (max id + 1). Ids index the
+    rank vector, which every worker of the burst holds a copy of: ids below ``max_nodes`` (80 MB a copy)."""
+    from syslab.core.inputs import read_edge_list
+
+    src, dst, nodes = read_edge_list(path, max_nodes=max_nodes,
+                                     fix="one 'source target' pair of integer node ids per line.")
+    order = np.argsort(src, kind="stable")
+    return src[order], dst[order], nodes
 
 
 def partition(edges: int, workers: int) -> np.ndarray:

@@ -33,11 +33,10 @@ def _dede_report(name: str, dede: Any, mono: Any, extra: dict, as_json: bool) ->
 
 def _check_workers(workers: int, backend: str) -> None:
     from syslab.cloud.dede.parallel import BACKENDS
+    from syslab.core.inputs import one_of, option
 
-    if not 1 <= workers <= 256:
-        raise InputError(f"--workers {workers}.", field="--workers", fix="use 1 to 256 worker processes.")
-    if backend not in BACKENDS:
-        raise InputError(f"--backend {backend}.", field="--backend", fix=f"use one of {', '.join(BACKENDS)}.")
+    option(workers, "--workers", min=1, max=256, integer=True, fix="use 1 to 256 worker processes.")
+    one_of(backend, BACKENDS, field="--backend")
 
 
 @app.command("te")
@@ -56,11 +55,18 @@ def dede_te(
     import numpy as np
 
     from syslab.cloud.dede import te as T
+    from syslab.core.inputs import option
 
     _check_workers(workers, backend)
-    if pairs < 1 or paths < 1:
-        raise InputError(f"--pairs {pairs}, --paths {paths}.", field="--pairs/--paths", fix="both >= 1.")
+    # every pair costs a graph copy and --paths searches (~2 ms on Kdl): at most 100,000 pairs and 16 paths each
+    pairs = option(pairs, "--pairs", min=1, max=100_000, integer=True)
+    paths = option(paths, "--paths", min=1, max=16, integer=True)
+    seed = option(seed, "--seed", min=0, integer=True)
     g = T.load_topology(topology)
+    if demands is None and g.number_of_nodes() > 3000:          # gravity demands weigh all N^2 pairs first
+        raise InputError(f"{g.number_of_nodes():,} nodes: gravity demands over all pairs would be "
+                         f"{g.number_of_nodes() ** 2:,} pairs.", file=topology, field="--demands",
+                         fix="pass your own --demands, or a topology of at most 3,000 nodes.")
     d = T.load_demands(demands, g) if demands else T.gravity_demands(g, np.random.default_rng(seed), pairs=pairs)
     with err.status("computing paths"):
         p = T.build(g, d, k=paths)
@@ -90,14 +96,23 @@ def dede_cluster(
     import numpy as np
 
     from syslab.cloud.dede import cluster as C
+    from syslab.core.inputs import option
 
     _check_workers(workers, backend)
+    # one LP column per (job, worker type) and an ADMM subproblem per job: at most 100,000 jobs
+    jobs = option(jobs, "--jobs", min=1, max=100_000, integer=True)
+    seed = option(seed, "--seed", min=0, integer=True)
     thr = C.load_throughputs(throughputs)
     spec = spec or C.spec_beside(throughputs)
     if not spec.exists():
         raise InputError("no cluster spec.", file=spec, field="--spec",
                          fix='pass --spec with {"worker_0": <GPUs>, ...}, one per worker type.')
     gpus = C.load_spec(spec, thr.shape[0])
+    # make_jobs draws (job type, GPUs per job) until some worker type can run the job: one must exist
+    scales = [s for s in C.SCALE_CHOICES if int(np.log2(s)) < thr.shape[2]]
+    if not any((thr[:, :, int(np.log2(s))][s <= gpus] > 0).any() for s in scales):
+        raise InputError("no job type runs on any worker type with enough GPUs.", file=throughputs, field="values",
+                         fix="check the throughputs against the GPU counts in --spec.")
     p = C.make_jobs(thr, gpus, jobs, np.random.default_rng(seed))
     with err.status("solving: DeDe, then HiGHS"):
         dede = C.solve_admm(p, workers=workers, eps=1e-4, max_iter=4000, backend=backend)

@@ -57,26 +57,32 @@ GAMMA_STEPS = 50
 
 def load_throughputs(path: str | Path) -> np.ndarray:
     """T[worker type, job type, k] (steps/s with 2**k GPUs), finite and >= 0."""
+    from syslab.core.inputs import read_npy
+
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found.", file=path, fix="pass the .npy throughput matrix.")
-    try:
-        t = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"not a numpy .npy array ({exc}).", file=path, fix="save it with numpy.save.") from exc
-    if t.ndim != 3 or not np.issubdtype(t.dtype, np.number):
+    t = read_npy(path, fix="save the throughput matrix with numpy.save.", finite=False)
+    if t.ndim != 3:
         raise InputError(f"shape {t.shape}, dtype {t.dtype}; expected a numeric 3-D array.", file=path,
                          field="shape", fix="axes are (worker type, job type, log2 GPUs per job).")
-    if not np.isfinite(t).all() or (t < 0).any():
-        raise InputError("has a negative or non-finite throughput.", file=path, field="values",
-                         fix="throughputs are >= 0 (0 = the job cannot run on that worker type).")
+    if 0 in t.shape:
+        raise InputError(f"shape {t.shape}: an axis is empty.", file=path, field="shape",
+                         fix="give at least one worker type, one job type and one GPU count (2**0).")
+    if not np.isfinite(t).all() or (t < 0).any() or t.max() > 1e12:      # steps/s: 1e12 is no training job
+        raise InputError("has a negative, non-finite or absurd (> 1e12 steps/s) throughput.", file=path,
+                         field="values", fix="throughputs are >= 0 (0 = the job cannot run on that worker type).")
+    if not (t > 0).any():
+        raise InputError("has no positive throughput: no job can run anywhere.", file=path, field="values",
+                         fix="give the measured steps/s of each job type on each worker type.")
     return t.astype(np.float64)
 
 
 def load_spec(path: str | Path, worker_types: int) -> np.ndarray:
     """GPUs per worker type from ``{"worker_0": 8, ...}``, one entry per row of the throughput matrix."""
+    from syslab.core.inputs import number
+
     path = Path(path)
-    raw = read_json(path, fix='pass {"worker_0": <GPUs>, ...} with one entry per worker type.')
+    fix = 'pass {"worker_0": <GPUs>, ...} with one entry per worker type.'
+    raw = read_json(path, fix=fix)
     if not isinstance(raw, dict) or len(raw) != worker_types:
         raise InputError(f"needs {worker_types} worker types (the throughput matrix's first axis), has "
                          f"{len(raw) if isinstance(raw, dict) else 'none'}.", file=path, field="worker types",
@@ -85,7 +91,8 @@ def load_spec(path: str | Path, worker_types: int) -> np.ndarray:
     for name, n in raw.items():
         if not isinstance(n, int | float) or isinstance(n, bool) or n <= 0:
             raise InputError(f"{name} has {n!r} GPUs.", file=path, field=name, fix="GPU counts are positive.")
-        gpus.append(float(n))
+        # a million GPUs of one type is beyond any cluster; also refuses 1e999 (read as infinity)
+        gpus.append(number(n, field=name, file=path, max=1e6, fix="GPU counts are positive, at most 1e6."))
     return np.array(gpus)
 
 

@@ -33,19 +33,37 @@ from syslab.core.errors import InputError, read_json
 
 def load_topology(path: str | Path) -> nx.DiGraph:
     """A directed networkx node-link JSON graph with a positive ``capacity`` on every link."""
+    # WAN topologies: Kdl, the paper's largest, has 754 nodes. Capacities are finite and far above any link's
+    # Gbit/s, so the LPs stay well scaled.
+    max_nodes, max_links, max_capacity = 10_000, 1_000_000, 1e12
     path = Path(path)
     raw = read_json(path, fix="pass a node-link JSON topology (networkx.node_link_data).")
     links = raw.get("links", raw.get("edges")) if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or "nodes" not in raw or links is None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("nodes"), list) or not isinstance(links, list):
         raise InputError("not a node-link graph (needs 'nodes' and 'links').", file=path, field="links",
                          fix="write it with networkx.node_link_data(graph).")
+    if len(raw["nodes"]) > max_nodes or len(links) > max_links:
+        raise InputError(f"{len(raw['nodes']):,} nodes and {len(links):,} links, over the limit of {max_nodes:,} "
+                         f"nodes and {max_links:,} links.", file=path, field="nodes", fix="pass a smaller topology.")
+
+    def node_id(x) -> bool:
+        return isinstance(x, str | int | float) and not isinstance(x, bool)
+
     g = nx.DiGraph()
-    g.add_nodes_from(n["id"] for n in raw["nodes"])
+    for i, n in enumerate(raw["nodes"]):
+        if not isinstance(n, dict) or not node_id(n.get("id")):
+            raise InputError(f"node {i} is {str(n)[:60]}.", file=path, field=f"nodes[{i}].id",
+                             fix='give every node an id: {"id": 0} or {"id": "name"}.')
+        g.add_node(n["id"])
     for i, lk in enumerate(links):
+        if not isinstance(lk, dict) or not (node_id(lk.get("source")) and node_id(lk.get("target"))):
+            raise InputError(f"link {i} is {str(lk)[:60]}.", file=path, field=f"links[{i}]",
+                             fix="give every link a source and a target node id and a capacity.")
         cap = lk.get("capacity")
-        if not isinstance(cap, int | float) or isinstance(cap, bool) or not np.isfinite(cap) or cap <= 0:
+        if not isinstance(cap, int | float) or isinstance(cap, bool) or not 0 < cap <= max_capacity:
             raise InputError(f"link {i} ({lk.get('source')} -> {lk.get('target')}) has capacity {cap!r}.",
-                             file=path, field=f"links[{i}].capacity", fix="give every link a positive capacity.")
+                             file=path, field=f"links[{i}].capacity",
+                             fix=f"give every link a positive capacity (at most {max_capacity:g}).")
         g.add_edge(lk["source"], lk["target"], capacity=float(cap))
     return g
 
@@ -67,27 +85,34 @@ def gravity_demands(g: nx.DiGraph, rng: np.random.Generator, pairs: int | None =
 
 def load_demands(path: str | Path, g: nx.DiGraph) -> dict[tuple, float]:
     """Demands from JSON: a list of {"source", "target", "demand"} (or {"demands": [...]}), on nodes of ``g``."""
+    # each pair's k disjoint paths cost a graph copy and k searches (~2 ms on Kdl): at most 100,000 pairs;
+    # demands are finite and far above any link's capacity in Gbit/s
+    max_pairs, max_demand = 100_000, 1e12
     path = Path(path)
     raw = read_json(path, fix='pass [{"source": s, "target": t, "demand": d}, ...].')
     rows = raw.get("demands") if isinstance(raw, dict) else raw
     if not isinstance(rows, list) or not rows:
         raise InputError("no demands (expected a non-empty list).", file=path, field="demands",
                          fix='pass [{"source": s, "target": t, "demand": d}, ...].')
+    if len(rows) > max_pairs:
+        raise InputError(f"{len(rows):,} demands, over the limit of {max_pairs:,}.", file=path, field="demands",
+                         fix="pass the largest demands only.")
     by_name = {str(n): n for n in g.nodes}
     out: dict[tuple, float] = {}
     for i, r in enumerate(rows):
         if not isinstance(r, dict) or not {"source", "target", "demand"} <= r.keys():
-            raise InputError(f"entry {i} is {r!r}.", file=path, field=f"demands[{i}]",
+            raise InputError(f"entry {i} is {str(r)[:60]}.", file=path, field=f"demands[{i}]",
                              fix="each entry needs source, target and demand.")
-        s, t = (r[k] if r[k] in g else by_name.get(str(r[k])) for k in ("source", "target"))
+        s, t = (r[k] if isinstance(r[k], str | int | float) and not isinstance(r[k], bool) and r[k] in g
+                else by_name.get(str(r[k])) for k in ("source", "target"))
         if s is None or t is None or s == t:
-            raise InputError(f"entry {i}: {r['source']!r} -> {r['target']!r} is not a pair of distinct nodes of "
-                             "the topology.", file=path, field=f"demands[{i}].source/target",
+            raise InputError(f"entry {i}: {str(r['source'])[:30]} -> {str(r['target'])[:30]} is not a pair of "
+                             "distinct nodes of the topology.", file=path, field=f"demands[{i}].source/target",
                              fix="use node ids from the topology file.")
         d = r["demand"]
-        if not isinstance(d, int | float) or isinstance(d, bool) or not np.isfinite(d) or d < 0:
+        if not isinstance(d, int | float) or isinstance(d, bool) or not 0 <= d <= max_demand:
             raise InputError(f"entry {i} has demand {d!r}.", file=path, field=f"demands[{i}].demand",
-                             fix="demands are finite and >= 0.")
+                             fix=f"demands are finite, >= 0 and at most {max_demand:g}.")
         out[(s, t)] = out.get((s, t), 0.0) + float(d)
     return out
 

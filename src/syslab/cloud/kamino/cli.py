@@ -31,13 +31,28 @@ def kamino_simulate(
 
     from syslab.cloud.kamino import sim as S
     from syslab.cloud.kamino import workload as W
+    from syslab.core.inputs import option
 
+    # JSQ and the cache-aware schedulers look at every allocator per request (~2 us each here): at most 1,024
+    # allocators and 5e7 request x allocator steps per scheduler (~100 s); caches are dicts of what they hold.
+    allocators = option(allocators, "--allocators", min=1, max=1024, integer=True)
+    cache = option(cache, "--cache", min=1, max=10**9, integer=True)
+    n = option(n, "--n", min=1, max=10**7, integer=True, fix="ask for 1 to 10,000,000 requests.")
+    seed = option(seed, "--seed", min=0, integer=True)
+    if load is not None:
+        load = option(load, "--load", min=0, max=1.5, fix="use an offered load in (0, 1.5), e.g. 0.7.")
     cluster = S.Cluster(allocators=allocators, cache_entries=cache)
+
+    def check_work(count: int) -> None:
+        if count * allocators > 5 * 10**7:
+            raise InputError(f"{count:,} requests x {allocators} allocators.", field="--allocators",
+                             fix="keep requests x allocators <= 50,000,000 (fewer requests or allocators).")
+
     if requests:
         arr, sigs = W.load_requests(requests)
+        check_work(len(arr))
     else:
-        if n < 1:
-            raise InputError(f"--n {n}.", field="--n", fix="ask for at least one request.")
+        check_work(n)
         rng = np.random.default_rng(seed)
         arr, sigs = W.mmpp_arrivals(n, rng), W.zipf_signatures(n, 2000, 1.1, rng)
         load = 0.7 if load is None else load

@@ -53,31 +53,19 @@ def mmpp_arrivals(n: int, rng: np.random.Generator, burst_factor: float = 4.0, c
 
 def load_requests(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """A CSV with a header holding ``time_s`` (arrival, seconds) and ``signature`` (any label) columns."""
-    import csv
+    import pandas as pd
+
+    from syslab.core.inputs import Column, read_csv
 
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found.", file=path, fix="pass a CSV with columns time_s,signature.")
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        missing = [c for c in ("time_s", "signature") if c not in cols]
-        if missing:
-            raise InputError(f"missing column(s) {missing}; has {cols}.", file=path, field=missing[0],
-                             fix="add a header with time_s and signature.")
-        times, labels = [], []
-        for i, row in enumerate(reader, start=2):
-            try:
-                t = float(row["time_s"])
-            except (TypeError, ValueError):
-                raise InputError(f"line {i}: time_s is {row['time_s']!r}.", file=path, field="time_s",
-                                 fix="arrival times are numbers of seconds.") from None
-            if not np.isfinite(t) or t < 0:
-                raise InputError(f"line {i}: time_s is {t}.", file=path, field="time_s", fix="use times >= 0.")
-            times.append(t)
-            labels.append(row["signature"])
-    if not times:
-        raise InputError("no requests.", file=path, field="rows", fix="add at least one request.")
+    df = read_csv(path, columns={"time_s": Column("str"), "signature": Column("str")},
+                  fix="pass a CSV with a header time_s,signature and one request per row.")
+    times = pd.to_numeric(df["time_s"].str.strip(), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = ~(np.isfinite(times) & (times >= 0) & (times <= 1e12))        # 1e12 s: 31,700 years
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"line {i + 2}: time_s is {df['time_s'].iloc[i]!r}.", file=path, field="time_s",
+                         fix="arrival times are numbers of seconds, >= 0.")
     order = np.argsort(times, kind="stable")
-    _, sigs = np.unique(np.array(labels, dtype=object).astype(str), return_inverse=True)
-    return np.array(times)[order], sigs[order].astype(np.int64)
+    _, sigs = np.unique(df["signature"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    return times[order], sigs[order].astype(np.int64)

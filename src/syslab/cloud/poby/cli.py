@@ -33,14 +33,25 @@ def poby_provision(
 
     from syslab.cloud.poby import image as I
     from syslab.cloud.poby import provision as P
+    from syslab.core.inputs import option
 
-    if link_gbps <= 0 or not 1 <= buffers <= 64 or size_mb < 1:
-        raise InputError(f"--link-gbps {link_gbps}, --buffers {buffers}, --size-mb {size_mb}.", field="options",
-                         fix="a positive link rate, 1 to 64 buffers, a size of at least 1 MB.")
+    # The image is held in memory while both formats are built (8 GiB at most, the layer loader's bound too);
+    # 1 to 64 host buffers of 33 MiB; the link is emulated in real time, 0.01 to 1,000 Gbit/s, and an image
+    # that would take over an hour to pull is refused.
+    size_mb = option(size_mb, "--size-mb", min=1, max=8192, integer=True)
+    link_gbps = option(link_gbps, "--link-gbps", min=0.01, max=1000)
+    buffers = option(buffers, "--buffers", min=1, max=64, integer=True)
+    seed = option(seed, "--seed", min=0, integer=True)
     if shutil.which("tar") is None:
         raise InputError("GNU tar is not on PATH.", field="tar", fix="install tar.")
-    tars = I.read_layer_tars(layer) if layer else I.synthetic_layers(size_mb * 10**6, 4, np.random.default_rng(seed))
     rate = link_gbps * 1e9 / 8
+    if not layer and size_mb * 10**6 / rate > 3600:
+        raise InputError(f"{size_mb:,} MB over {link_gbps:g} Gbit/s takes over an hour.", field="--link-gbps",
+                         fix="emulate a faster link, or a smaller --size-mb.")
+    tars = I.read_layer_tars(layer) if layer else I.synthetic_layers(size_mb * 10**6, 4, np.random.default_rng(seed))
+    if sum(map(len, tars)) / rate > 3600:
+        raise InputError(f"{sum(map(len, tars)) / 1e6:,.0f} MB over {link_gbps:g} Gbit/s takes over an hour.",
+                         field="--link-gbps", fix="emulate a faster link, or pass a smaller image.")
     scratch = Path(tempfile.mkdtemp(prefix="syslab-poby-"))
     try:
         with err.status("building both formats, then provisioning"):

@@ -101,14 +101,22 @@ def registry(root: str | Path, layer_tars: list[bytes], segment_bytes: int = SEG
 
 
 def read_layer_tars(paths: list[str | Path]) -> list[bytes]:
-    """The user's own layers: uncompressed tar files (``docker save`` unpacks to these), checked to be tars."""
-    out = []
+    """The user's own layers: uncompressed tar files (``docker save`` unpacks to these), checked to be tars whose
+    members all stay inside the layer (``core.inputs.check_tar``); 8 GiB in all, as they are held in memory."""
+    from syslab.core.inputs import GiB, check_tar, user_file
+
+    fix = "pass uncompressed layer tars (gunzip a .tar.gz first)."
+    out, total = [], 0
     for p in map(Path, paths):
-        if not p.exists():
-            raise InputError("file not found.", file=p, fix="pass uncompressed layer .tar files.")
-        if not tarfile.is_tarfile(p):
-            raise InputError("not a tar archive.", file=p, field="layer",
-                             fix="pass uncompressed layer tars (gunzip a .tar.gz first).")
+        user_file(p, field="--layer", fix="pass uncompressed layer .tar files.", limit_bytes=8 * GiB)
+        with p.open("rb") as f:
+            if f.read(2) == b"\x1f\x8b":
+                raise InputError("is gzip-compressed, not a tar archive.", file=p, field="layer", fix=fix)
+        check_tar(p, fix=fix, limit_bytes=8 * GiB)
+        total += p.stat().st_size
+        if total > 8 * GiB:
+            raise InputError("the layers hold more than 8 GiB in all.", file=p, field="--layer",
+                             fix="pass a smaller image.")
         out.append(p.read_bytes())
     if not out:
         raise InputError("no layers given.", field="--layer", fix="pass at least one --layer FILE.tar.")

@@ -23,12 +23,14 @@ def kvcache_replay(trace: Annotated[Path, typer.Option(help="JSONL trace in the 
                                                                "and warm the cache; the rest is scored")] = 0.5,
                    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Replay a trace through a prefix cache and print the block hit ratio."""
+    from syslab.core.inputs import one_of, option
     from syslab.serving import kvcache_wild as kv
 
+    # the cache is a dict of the blocks it holds (nothing is sized by the capacity): any count up to 10**12
+    capacity_blocks = option(capacity_blocks, "--capacity-blocks", min=1, max=10**12, integer=True)
     if not 0.0 <= fit_fraction < 1.0:
         raise InputError(f"must be in [0, 1), got {fit_fraction}.", field="--fit-fraction", fix="e.g. 0.5.")
-    if policy not in kv.POLICIES:
-        raise InputError(f"unknown policy {policy!r}.", field="--policy", fix=f"use one of {', '.join(kv.POLICIES)}.")
+    policy = one_of(policy, kv.POLICIES, field="--policy")
     tr = kv.load_trace(trace)
     cut = float(tr.timestamp[0] + fit_fraction * (tr.timestamp[-1] - tr.timestamp[0]))
     profile, evaluate = tr.split(cut) if fit_fraction > 0 else (None, tr)

@@ -14,7 +14,6 @@ checked against before use (ideal hit ratio 0.5-0.65, top-10% blocks ~70-80% of 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,35 +73,41 @@ class Trace:
 def load_trace(path: str | Path) -> Trace:
     """Read a trace in the Qwen-Bailian JSONL schema. Malformed lines are InputErrors naming line and field;
     unsorted timestamps are sorted with a warning."""
+    from syslab.core.inputs import INT64_MAX, parse_json, read_text
+    from syslab.core.workloads import MAX_TOKENS
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found.", file=path, fix="pass a JSONL trace in the Qwen-Bailian schema.")
+    fix = "pass a JSONL trace in the Qwen-Bailian schema: one JSON object per line."
     rows: list[dict[str, Any]] = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"line {n} is not valid JSON ({e.msg}).", file=path, field=f"line {n}",
-                                 fix="write one JSON object per line.") from None
-            missing = [k for k in FIELDS if k not in row]
-            if missing:
-                raise InputError(f"line {n} lacks {', '.join(missing)}.", file=path, field=missing[0],
-                                 fix=f"each line needs {', '.join(FIELDS)}.")
-            for k in ("input_length", "output_length", "turn"):
-                if not isinstance(row[k], int) or isinstance(row[k], bool) or row[k] < 0:
-                    raise InputError(f"line {n} has {k}={row[k]!r}.", file=path, field=k,
-                                     fix="lengths and turns are non-negative integers.")
-            ids = row["hash_ids"]
-            if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ids):
-                raise InputError(f"line {n}: hash_ids must be a list of integers.", file=path, field="hash_ids",
-                                 fix="give the prompt's block ids, e.g. [0, 1, 2].")
-            if not isinstance(row["timestamp"], int | float) or not math.isfinite(row["timestamp"]):
-                raise InputError(f"line {n} has timestamp {row['timestamp']!r}.", file=path, field="timestamp",
-                                 fix="timestamps are seconds from the trace start.")
-            rows.append(row)
+    for n, line in enumerate(read_text(path, fix=fix).splitlines(), 1):
+        if not line.strip():
+            continue
+        row = parse_json(line, source=path, fix=fix, field=f"line {n}")
+        if not isinstance(row, dict):
+            raise InputError(f"line {n} is not a JSON object.", file=path, field=f"line {n}",
+                             fix="write one JSON object per line.")
+        missing = [k for k in FIELDS if k not in row]
+        if missing:
+            raise InputError(f"line {n} lacks {', '.join(missing)}.", file=path, field=missing[0],
+                             fix=f"each line needs {', '.join(FIELDS)}.")
+        for k in ("input_length", "output_length", "turn"):      # bounded as the serving traces are (MAX_TOKENS)
+            if not isinstance(row[k], int) or isinstance(row[k], bool) or not 0 <= row[k] <= MAX_TOKENS:
+                raise InputError(f"line {n} has {k}={row[k]!r}.", file=path, field=k,
+                                 fix=f"lengths and turns are non-negative integers up to {MAX_TOKENS:,}.")
+        for k in ("chat_id", "parent_chat_id"):
+            if not isinstance(row[k], int) or isinstance(row[k], bool) or abs(row[k]) > INT64_MAX:
+                raise InputError(f"line {n} has {k}={row[k]!r}.", file=path, field=k,
+                                 fix="ids are 64-bit integers (parent_chat_id -1 for a root).")
+        ids = row["hash_ids"]
+        if not isinstance(ids, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                and abs(x) <= INT64_MAX for x in ids):
+            raise InputError(f"line {n}: hash_ids must be a list of 64-bit integers.", file=path, field="hash_ids",
+                             fix="give the prompt's block ids, e.g. [0, 1, 2].")
+        t = row["timestamp"]
+        if not isinstance(t, int | float) or isinstance(t, bool) or not abs(t) <= 1e12:   # 1e12 s: 31,700 years
+            raise InputError(f"line {n} has timestamp {t!r}.", file=path, field="timestamp",
+                             fix="timestamps are seconds from the trace start.")
+        rows.append(row)
     if not rows:
         raise InputError("the trace has no requests.", file=path, fix="one JSON object per request.")
     ts = np.array([r["timestamp"] for r in rows], dtype=np.float64)

@@ -26,17 +26,28 @@ def llmstation_compare(
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Serve a trace on this CPU alone, then with fine-tuning under temporal sharing, a spatial split and
     LLMStation; print fine-tuning samples/s and P99 TTFT/TPOT against the SLO (2x / 1.5x serving alone)."""
+    from syslab.core.inputs import option
     from syslab.core.workloads import load_azure_llm
     from syslab.core.workloads import time_scale as compress
 
     need_torch("LLMStation runs a real model and needs torch.")
-    for name, value in (("--max-requests", max_requests), ("--max-prompt", max_prompt),
-                        ("--max-output", max_output), ("--repeats", repeats)):
-        if value < 1:
-            raise InputError(f"must be at least 1, got {value}.", field=name, fix=f"e.g. {name} 32.")
-    if time_scale <= 0:
-        raise InputError(f"must be positive, got {time_scale}.", field="--time-scale", fix="e.g. --time-scale 4.")
+    from syslab.serving.llmstation.reproduce import CFG
+
+    # Every request is served for real, in real time, on this CPU: at most 4,096 requests whose arrivals span at
+    # most an hour, 20 repeats; a prompt plus its output fits the tiny model's context (CFG.context tokens).
+    for name, value, hi in (("--max-requests", max_requests, 4096), ("--max-prompt", max_prompt, CFG.context - 1),
+                            ("--max-output", max_output, CFG.context - 1), ("--repeats", repeats, 20)):
+        option(value, name, min=1, max=hi, integer=True, fix=f"use a value from 1 to {hi}, e.g. {name} 32.")
+    if max_prompt + max_output > CFG.context:
+        raise InputError(f"{max_prompt} + {max_output} tokens exceed the model's {CFG.context}-token context.",
+                         field="--max-prompt", fix=f"keep --max-prompt + --max-output <= {CFG.context}.")
+    time_scale = option(time_scale, "--time-scale", min=1e-3, max=1e6, fix="e.g. --time-scale 4.")
     df = compress(load_azure_llm(trace), time_scale)
+    span_s = float(df["arrival_s"].iloc[:max_requests].max())
+    if span_s > 3600:
+        raise InputError(f"the first {min(len(df), max_requests)} requests arrive over {span_s:,.0f} s; they are "
+                         "served in real time, at most an hour.", file=trace, field="--time-scale",
+                         fix="compress the arrivals with --time-scale, or serve fewer with --max-requests.")
     from syslab.serving.llmstation.reproduce import compare_trace
 
     with err.status("serving") as status:

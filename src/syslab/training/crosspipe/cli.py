@@ -29,10 +29,24 @@ def crosspipe_compare(
                                                             "(open in ui.perfetto.dev)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """Makespan of one iteration under every static schedule and CrossPipe's greedy ones, same memory budget."""
+    from syslab.core.inputs import option
     from syslab.training import pipeline as P
     from syslab.training.crosspipe import milp as M
     from syslab.training.crosspipe import schedule as S
 
+    # The simulator schedules stages x micro-batches forward/backward ops for each of 8 schedules: 64 x 256
+    # takes ~16 s here, so at most 128 stages and 65,536 micro-batch passes. Delays are finite, in forward times,
+    # at most 1e6 (a cross-DC hop of a million forward passes is no pipeline; S.Delay refuses negative ones).
+    # The MILP: at most an hour.
+    stages = option(stages, "--stages", min=1, max=128, integer=True)
+    microbatches = option(microbatches, "--microbatches", min=1, max=4096, integer=True)
+    latency = option(latency, "--latency", max=1e6, fix="use a finite number from 0 to 1e6.")
+    bandwidth = option(bandwidth, "--bandwidth", max=1e6, fix="use a finite number from 0 to 1e6.")
+    dcs = option(dcs, "--dcs", min=1, max=stages, integer=True, fix="use 1 <= --dcs <= --stages.")
+    milp_seconds = option(milp_seconds, "--milp-seconds", min=0, max=3600)
+    if stages * microbatches > 65_536:
+        raise InputError(f"{stages} stages x {microbatches} micro-batches = {stages * microbatches:,} passes.",
+                         field="--microbatches", fix="keep stages x micro-batches <= 65,536.")
     if stages < 1 or microbatches < 1 or microbatches % stages:
         raise InputError(f"{stages} stages and {microbatches} micro-batches.", field="--microbatches",
                          fix="use positive counts with micro-batches a multiple of stages (interleaved 1F1B needs it).")

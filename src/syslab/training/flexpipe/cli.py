@@ -28,10 +28,20 @@ def flexpipe_simulate(
     modelled A100s)."""
     import numpy as np
 
+    from syslab.core.inputs import option
     from syslab.core.workloads import load_lengths
     from syslab.training.flexpipe import model as FM
     from syslab.training.flexpipe import plan as FP
 
+    # Each iteration is planned in ~3 ms here and its mini-batch is kept: at most 100,000 iterations, 65,536
+    # sequences each and 5e7 drawn sequences in all (400 MB). The horizon is finite, in iterations.
+    batch = option(batch, "--batch", min=1, max=65_536, integer=True)
+    iterations = option(iterations, "--iterations", min=1, max=100_000, integer=True)
+    seed = option(seed, "--seed", min=0, integer=True)
+    horizon = option(horizon, "--horizon", min=0, max=1e6)
+    if batch * iterations > 5 * 10**7:
+        raise InputError(f"{iterations} iterations of {batch} sequences.", field="--iterations",
+                         fix="keep --batch x --iterations <= 50,000,000.")
     if batch < 1 or iterations < 1 or horizon <= 0:
         raise InputError(f"batch {batch}, iterations {iterations}, horizon {horizon}.", field="--batch",
                          fix="use a positive batch, iteration count and horizon.")

@@ -25,8 +25,11 @@ def stragglers_analyze(
         step: Annotated[int | None, typer.Option(help="step for --timeline (default: the most slowed)")] = None,
 ) -> None:
     """What-if analysis of a training trace: slowdown S, attributions, M_W, M_S."""
+    from syslab.core.inputs import option
     from syslab.training import stragglers
 
+    if step is not None:                                 # a step number of the trace (its ids are below 2**31)
+        step = option(step, "--step", min=0, max=2**31, integer=True)
     a = stragglers.analyze_files(trace, meta)
     if timeline is not None:
         try:

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from syslab.core.errors import InputError
+from syslab.core.inputs import Column, number, read_parquet, read_yaml
 
 # ---------------------------------------------------------------------------------------------------------
 # The trace: schema, op types, job metadata
@@ -54,18 +54,13 @@ class JobMeta:
     run_id: int = 0
 
 
+MAX_WORLD = 1 << 20   # GPUs: a million, beyond any recorded job; bounds the (stage, DP rank) grids the analysis builds
+
+
 def load_meta(path: str | Path) -> JobMeta:
     """Read and validate a job-metadata YAML; raise InputError naming the field at fault."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise InputError("file not found.", file=path, fix="pass the job's metadata YAML with --meta.") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"not valid YAML ({e.__class__.__name__}).", file=path,
-                         fix="write it as `key: value` lines (dp_size, pp_size, ...).") from None
-    if not isinstance(raw, dict):
-        raise InputError("expected a mapping of fields.", file=path, fix="write `pp_size: 4` style lines.")
+    raw = read_yaml(path, fix="pass the job's metadata YAML with --meta: `key: value` lines (dp_size, pp_size, ...).")
     return meta_from_dict(raw, source=path)
 
 
@@ -82,27 +77,38 @@ def meta_from_dict(raw: dict[str, Any], source: str | Path = "<meta>") -> JobMet
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise InputError(f"must be a positive integer, got {value!r}.", file=source, field=key,
                              fix=f"set `{key}` to the job's degree, e.g. `{key}: 1`.")
+        if value > MAX_WORLD:
+            raise InputError(f"{value} is more than {MAX_WORLD:,} GPUs.", file=source, field=key,
+                             fix=f"set `{key}` to the job's degree, e.g. `{key}: 1`.")
         sizes[key] = value
     product = sizes["dp_size"] * sizes["pp_size"] * sizes["tp_size"] * sizes["dsp_size"]
     world = sizes.get("world_size", product)
     if world != product:
         raise InputError(f"world_size={world} but dp*pp*tp*dsp={product}.", file=source, field="world_size",
                          fix="make world_size the product of the four degrees.")
-    return JobMeta(trial_name=str(raw.get("trial_name", Path(str(source)).stem)), dp_size=sizes["dp_size"],
+    if product > MAX_WORLD:
+        raise InputError(f"dp*pp*tp*dsp={product:,} GPUs, more than {MAX_WORLD:,}.", file=source, field="world_size",
+                         fix="pass the degrees of the job that recorded the trace.")
+    trial_name = raw.get("trial_name", Path(str(source)).stem)
+    if not isinstance(trial_name, str | int | float) or isinstance(trial_name, bool):
+        raise InputError(f"must be a name, got {type(trial_name).__name__}.", file=source, field="trial_name",
+                         fix="write `trial_name: my-job`.")
+    run_id = raw.get("run_id", 0) or 0
+    if isinstance(run_id, str) and run_id.strip().lstrip("-").isdigit():
+        run_id = int(run_id)
+    run_id = number(run_id, field="run_id", file=source, integer=True, fix="write `run_id: N`, an integer.")
+    return JobMeta(trial_name=str(trial_name), dp_size=sizes["dp_size"],
                    pp_size=sizes["pp_size"], tp_size=sizes["tp_size"], dsp_size=sizes["dsp_size"],
-                   vpp_size=sizes["vpp_size"], world_size=world, run_id=int(raw.get("run_id", 0) or 0))
+                   vpp_size=sizes["vpp_size"], world_size=world, run_id=run_id)
 
 
 def load_trace(path: str | Path) -> pd.DataFrame:
     """Read a parquet trace and validate its schema; raise InputError naming the file and field."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found.", file=path, fix="pass a trace parquet with --trace.")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a file that is not parquet
-        raise InputError(f"cannot be read as parquet ({e.__class__.__name__}).", file=path,
-                         fix="write the trace with DataFrame.to_parquet().") from None
+    # ids index the analysis's arrays: below 2**31; times are finite seconds (validate_trace checks the rest)
+    columns = {c: Column("str") if c == "optype" else Column("float") if c in ("start_ts", "duration")
+               else Column("int", max=2**31) for c in TRACE_COLUMNS}
+    df = read_parquet(path, columns=columns, fix="write the trace with DataFrame.to_parquet(), one row per op with "
+                      f"columns {', '.join(TRACE_COLUMNS)}.", min_rows=0)
     return validate_trace(df, source=path)
 
 

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from syslab.core.cli_support import err, need_torch, out, print_json
-from syslab.core.errors import InputError
 
 app = typer.Typer(help="TrainCheck: learn invariants from clean training runs, catch silent errors in new ones "
                        "(torch). Put the training command after --.",
@@ -57,13 +56,16 @@ def traincheck_check(invariants: Annotated[Path, typer.Option(help="invariants f
                      as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
                      command: CommandArg = None) -> None:
     """Check a run against invariants: exit 1 and print the violations if any, exit 0 if clean."""
+    from syslab.core.inputs import option, user_dir
     from syslab.training.traincheck import api
     from syslab.training.traincheck import relations as R
 
     need_torch()
-    if every < 1:
-        raise InputError(f"must be at least 1, got {every}.", field="--every", fix="e.g. --every 10.")
+    # snapshotting every N-th iteration: any N >= 1 is meaningful; above 2**31 no run gets a second snapshot
+    every = option(every, "--every", min=1, max=2**31, integer=True, fix="e.g. --every 10.")
     invs = R.load(invariants)
+    if trace is not None:
+        user_dir(trace, field="--trace", fix="pass a trace directory written by syslab traincheck collect.")
     with err.status("tracing and checking"):
         violations = api.check(invariants, command or None, trace, every=every)
     if as_json:

@@ -445,12 +445,39 @@ def load(path: Path) -> list[Invariant]:
 
 def load_file(path: Path) -> tuple[list[Invariant], list[str]]:
     """The invariants of a file and the extra APIs its references traced."""
+    from syslab.core.inputs import number, parse_json, read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise InputError("file not found.", file=path, fix="write one with syslab traincheck learn --out FILE.")
+    fix = "use a file written by syslab traincheck learn --out FILE."
+
+    def bad(why: str) -> InputError:
+        return InputError(f"not an invariants file ({why}).", file=path, field="invariants", fix=fix)
+
+    text = read_text(path, fix=fix)                 # missing, a directory, binary, not UTF-8
     try:
-        data = json.loads(path.read_text())
-        return [Invariant.from_dict(d) for d in data["invariants"]], [str(a) for a in data.get("apis", [])]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise InputError(f"not an invariants file ({e.__class__.__name__}: {e}).", file=path, field="invariants",
-                         fix="use a file written by syslab traincheck learn.") from e
+        data = parse_json(text, source=path, fix=fix)
+    except InputError as e:
+        raise bad(e.problem.rstrip(".")) from None
+    if not isinstance(data, dict) or not isinstance(data.get("invariants"), list):
+        raise bad("no 'invariants' list")
+    apis = data.get("apis", [])
+    if not isinstance(apis, list) or not all(isinstance(a, str) for a in apis):
+        raise bad("'apis' is not a list of names")
+    # the length of each template's key, as the templates above build it (and Invariant.text reads it)
+    key_length = {"cover": 3, "lead": 3, "changes": 3, "keeps": 3, "const": 4, "ranks_equal": 3,
+                  "distinct_iters": 3, "distinct_ranks": 3, "finite": 3, "positive": 3}
+    scalar = str | int | float | bool | None
+    out = []
+    for i, d in enumerate(data["invariants"]):
+        key = d.get("key") if isinstance(d, dict) else None
+        if not (isinstance(key, list) and key and isinstance(key[0], str) and key_length.get(key[0]) == len(key)
+                and all(isinstance(k, str) for k in key[1:3]) and all(isinstance(k, scalar) for k in key)):
+            raise bad(f"invariant {i} has key {str(key)[:80]}")
+        pre = d.get("precondition", [])
+        if not isinstance(pre, list) or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                                                and isinstance(c[1], scalar) for c in pre):
+            raise bad(f"invariant {i}'s precondition is not a list of [property, value] pairs")
+        counts = [number(d.get(k, 0), field=f"invariants[{i}].{k}", file=path, fix=fix, integer=True, min=0)
+                  for k in ("positives", "negatives")]
+        out.append(Invariant(tuple(key), [tuple(c) for c in pre], *counts))
+    return out, apis
