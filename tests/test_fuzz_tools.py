@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from syslab.cli import main
 
-pytestmark = pytest.mark.slow                       # ~60 s for the whole file on 2 cores
+# ~60 s for the whole file on one core; in-process and untimed, so it runs beside the other unit tests
 
 # no explain phase: its line tracing slows deep recursion (a 5,000-deep YAML) past the timeout
 FUZZ = settings(max_examples=200, deadline=None, phases=[p for p in Phase if p != Phase.explain],

@@ -51,6 +51,7 @@ def test_every_mode_unpacks_the_same_tree_and_reaps_the_dpu(small, tmp_path, buf
     assert not mp.active_children()
 
 
+@pytest.mark.slow   # CPU seconds of real threads and processes: counted alone, not beside another test
 def test_offload_moves_decompression_cpu_off_the_host(tmp_path):
     # big enough that inflating dwarfs the rest; unpacked on tmpfs, where untar's own CPU is small and steady
     reg = I.registry(tmp_path / "reg", I.synthetic_layers(60_000_000, 2, np.random.default_rng(1)))

@@ -2,7 +2,8 @@
 without contextual token sparsity, with oracle and predicted block scores.
 
 Negative control (``run.control``): JENGA's token-sparse plans (oracle and predicted) are replaced by dense LoRA
-on the same pre-trained model and batches; the predictor (a check only) is not trained."""
+on the same pre-trained model and batches, i.e. by the dense run itself (rerunning it would measure only the
+noise of CPU timing); the predictor (a check only) is not trained."""
 
 from __future__ import annotations
 
@@ -189,9 +190,11 @@ def reproduce(run: Run) -> Result:
                 x = layer(x)
     out = {}
     for mode in ("dense", "oracle", "predicted"):
+        if run.control and mode != "dense":     # the negative control: dense LoRA's own run in JENGA's slots
+            out[mode] = out["dense"]
+            continue
         run.progress(f"LoRA fine-tuning, {mode}")
-        plan = "dense" if run.control else mode             # the negative control: dense LoRA in JENGA's slots
-        out[mode] = finetune(model, plan, ft_steps, seq, run.seed + 1, preds)
+        out[mode] = finetune(model, mode, ft_steps, seq, run.seed + 1, preds)
     if not run.control:
         run.progress("LoRA fine-tuning, predicted + segment-wise MLP")
         out["predicted + 4 segments"] = finetune(model, "predicted", ft_steps, seq, run.seed + 1, preds, segments=4)
