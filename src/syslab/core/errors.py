@@ -31,9 +31,3 @@ class InputError(ValueError):
             text += f" Fix: {self.fix}"
         return text
 
-
-def read_json(path: str | Path, fix: str):
-    """The parsed contents of a user's JSON file (see ``syslab.core.inputs.read_json``, the input boundary)."""
-    from syslab.core.inputs import read_json as read
-
-    return read(path, fix=fix)

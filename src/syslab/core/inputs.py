@@ -339,8 +339,7 @@ def check_table(df: Any, *, columns: Mapping[str, Column], source: str | Path, f
                                  fix="use 'YYYY-MM-DD HH:MM:SS' timestamps. " + fix)
             df[name] = t
             continue
-        v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) \
-            if s.dtype == object or s.dtype.kind in "OSU" else s.to_numpy(dtype=np.float64)
+        v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(v)
         if col.kind == "int":
             bad |= np.isfinite(v) & ((v != np.round(v)) | (np.abs(v) > 2.0**63 - 1024))

@@ -48,7 +48,8 @@ from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
 
 from syslab.cloud.dede.admm import Solution, balance, project_groups
 from syslab.cloud.dede.parallel import SharedState, deal, make_workers
-from syslab.core.errors import InputError, read_json
+from syslab.core.errors import InputError
+from syslab.core.inputs import read_json
 
 SCALE_CHOICES = (1, 2, 4, 8)
 SCALE_PROBS = (0.7, 0.1, 0.15, 0.05)     # Gavel's multi-GPU job mix (unverified)

@@ -28,7 +28,8 @@ from scipy.sparse import coo_matrix, vstack
 
 from syslab.cloud.dede.admm import Solution, balance, project_groups
 from syslab.cloud.dede.parallel import SharedState, deal, make_workers
-from syslab.core.errors import InputError, read_json
+from syslab.core.errors import InputError
+from syslab.core.inputs import read_json
 
 
 def load_topology(path: str | Path) -> nx.DiGraph:
