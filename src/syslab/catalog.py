@@ -114,6 +114,30 @@ CATALOG: tuple[Entry, ...] = (
     Entry("kvcache-wild", "KVCache Cache in the Wild", "ATC 2025", "serving", "REAL", "syslab.serving.kvcache_wild",
           tool="kvcache", tool_help="Prefix KV-cache replay and characterisation of a Qwen-Bailian-schema trace."),
 )
+
+
+@dataclass(frozen=True)
+class SharedTool:
+    """A tool over shared substrate rather than one system (mounted like a system's tool: ``syslab <tool>``)."""
+
+    tool: str
+    tool_module: str
+    tool_help: str
+    requires: tuple[str, ...] = ()
+
+    def missing(self) -> list[str]:
+        return [r for r in self.requires if not _present(r)]
+
+    def install_hint(self) -> str:
+        return "; ".join(INSTALL_HINT.get(r, f"pip install {r}") for r in self.missing())
+
+
+SHARED_TOOLS = (
+    SharedTool("gpu", "syslab.core.gpu.cli",
+               "The shared GPU cost model: GEMM, attention, collective and copy times, validated."),
+    SharedTool("serve", "syslab.serving.cli",
+               "The serving engine: simulate a model on a GPU fleet, closed batch or your own trace."),
+)
 DOMAINS = ("training", "serving", "compilers", "kernels", "gpu_sharing", "cloud", "shell")
 
 
@@ -125,9 +149,9 @@ def get(key: str) -> Entry:
                      fix=f"use one of: {', '.join(e.key for e in CATALOG)} (see `syslab list`).")
 
 
-def by_tool(name: str) -> Entry | None:
-    """The entry whose tool is ``syslab NAME``, if any."""
-    return next((e for e in CATALOG if e.tool == name), None)
+def by_tool(name: str) -> Entry | SharedTool | None:
+    """The entry (or shared tool) whose tool is ``syslab NAME``, if any."""
+    return next((e for e in (*CATALOG, *SHARED_TOOLS) if e.tool == name), None)
 
 
 def select(keys: list[str] | None = None, domain: str | None = None) -> list[Entry]:

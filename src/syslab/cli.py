@@ -30,7 +30,7 @@ from syslab.core.errors import InputError
 # each system's tool, mounted from the catalog
 # ---------------------------------------------------------------------------------------------------------
 
-def tool_command(entry: catalog.Entry) -> typer.core.TyperGroup:
+def tool_command(entry: catalog.Entry | catalog.SharedTool) -> typer.core.TyperGroup:
     """The click group of ``syslab <entry.tool>``: imports ``<entry.module>.cli`` and converts its typer app (a
     tool with one command stays a group, so ``syslab poby provision`` keeps its subcommand)."""
     try:
@@ -49,7 +49,7 @@ class _LazyTool(typer.core.TyperCommand):
     """A catalog tool before its module is imported: a name and one line of help for ``syslab --help``. Invoking
     it (click makes the tool's context) imports the tool and hands the arguments to it."""
 
-    def __init__(self, entry: catalog.Entry) -> None:
+    def __init__(self, entry: catalog.Entry | catalog.SharedTool) -> None:
         super().__init__(entry.tool, help=entry.tool_help)
         self.entry = entry
 
@@ -62,7 +62,8 @@ class _Syslab(typer.core.TyperGroup):
 
     def list_commands(self, ctx: Any) -> list[str]:
         own = super().list_commands(ctx)
-        return [*own, *(e.tool for e in catalog.CATALOG if e.tool and e.tool not in own)]
+        tools = (*catalog.CATALOG, *catalog.SHARED_TOOLS)
+        return [*own, *(e.tool for e in tools if e.tool and e.tool not in own)]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         cmd = super().get_command(ctx, cmd_name)
