@@ -70,7 +70,18 @@ baseline; checks are invariants, exactness, closed forms, hygiene and calibratio
 {% for f in s.figures %}<figure><img src="{{ f.path }}" alt="{{ f.caption }}"><figcaption>{{ f.caption }}
 </figcaption></figure>{% endfor %}
 {% for n in s.notes %}<p class="muted">Note: {{ n }}</p>{% endfor %}
-{% endfor %}</body></html>
+{% endfor %}
+{% if gpu %}<h2 id="gpu-model">The GPU cost model beside published measurements</h2>
+<p>Every modelled kernel, link and copy time in this report comes from one model (<code>syslab.core.gpu</code>),
+fitted on {{ gpu.fitted }} cited measurements. Below, its prediction for each of the {{ gpu.summary.checks }}
+published measurements it was <i>not</i> fitted on: median |error| {{ "%.0f"|format(100 * gpu.summary.median_abs_rel_error) }}%,
+90th percentile {{ "%.0f"|format(100 * gpu.summary.p90_abs_rel_error) }}%, {{ "%.0f"|format(100 * gpu.summary.within_25pct) }}%
+within 25%. Positive errors mean the model is optimistic. <code>syslab gpu validate</code> prints the same table.</p>
+<table><tr>{% for c in gpu.columns %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for r in gpu.rows %}<tr>{% for v in r[:-2] %}<td>{{ fmt(v) }}</td>{% endfor %}
+<td class="{{ 'no' if r[-2] > 0.25 or r[-2] < -0.25 else '' }}">{{ "%+.0f"|format(100 * r[-2]) }}%</td>
+<td class="muted">{{ r[-1] }}</td></tr>{% endfor %}</table>{% endif %}
+</body></html>
 """, autoescape=True)
 
 
@@ -99,14 +110,27 @@ def write_report(systems: list[dict[str, Any]], out_dir: str | Path, scale: str 
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     line = headline([f for s in clean for f in s.get("findings", [])])
     (out / "results.json").write_text(json.dumps({"generated": generated, "scale": scale, "control": control,
-                                                  "headline": line, "systems": clean},
+                                                  "headline": line, "systems": clean,
+                                                  "gpu_model_validation": gpu_validation()["summary"]},
                                                  indent=2, default=str, allow_nan=False))
     title = "negative-control report" if control else "reproduction report"
+    gpu = gpu_validation()
     html = PAGE.render(systems=clean, scale=scale, generated=generated, fmt=fmt, headline=line, title=title,
-                       control=control, budget_s=QUICK_BUDGET_S)
+                       control=control, budget_s=QUICK_BUDGET_S, gpu=gpu)
     (out / "index.html").write_text(html)
     (out / "summary.md").write_text(summary_markdown(clean, scale, generated, line, control))
     return out / "index.html"
+
+
+def gpu_validation() -> dict[str, Any]:
+    """The cost model's validation table for the report: columns, rows and its summary (``core.gpu.validation``)."""
+    from syslab.core.gpu import validation
+    from syslab.core.gpu.calibration import comm_rows, compute_rows
+
+    items = validation.checks()
+    fitted = sum(r["role"] == "fit" for rows in (compute_rows(), comm_rows()) for r in rows)
+    return {"columns": validation.COLUMNS[1:], "rows": [c.row()[1:] for c in items],
+            "summary": validation.summary(items), "fitted": fitted}
 
 
 def over_budget(system: dict[str, Any], scale: str) -> bool:
@@ -146,6 +170,11 @@ def summary_markdown(systems: list[dict[str, Any]], scale: str, generated: str, 
             lines.append(f"| {s['name']} | {s['fidelity']} | {f.get('kind', 'claim')} | {f['statement']} | "
                          f"{fmt(f['paper'])} | {fmt(f['measured'])}{'' if f['measured'] is None else ' ' + f['unit']}"
                          f" | {f['expect']} | {'yes' if f['holds'] else '**no**'} |")
+    gpu = gpu_validation()["summary"]
+    if gpu.get("checks"):
+        lines += ["", f"GPU cost model against {gpu['checks']} published measurements it was not fitted on: median "
+                  f"|error| {gpu['median_abs_rel_error']:.0%}, 90th percentile {gpu['p90_abs_rel_error']:.0%} "
+                  "(`syslab gpu validate`)."]
     slow = [s for s in systems if over_budget(s, scale)]
     if slow:
         lines += ["", "Over the 60 s quick budget: " + ", ".join(f"{s['system']} ({s['duration_s']:.0f} s)"

@@ -46,18 +46,32 @@ class ForwardModel:
     def _gpu(self) -> GPU:
         return gpu(self.device)
 
-    @functools.lru_cache(maxsize=8192)  # noqa: B019 (the model is frozen and few exist)
+    @functools.cached_property
+    def _memo(self) -> dict[tuple[str, int], float]:
+        return {}
+
     def linear_s(self, tokens: int) -> float:
-        """All layers' GEMMs plus the LM head for ``tokens`` rows."""
+        """All layers' GEMMs plus the LM head for ``tokens`` rows (memoised per token count)."""
+        key = ("linear", int(tokens))
+        if key not in self._memo:
+            self._memo[key] = self._linear_s(int(tokens))
+        return self._memo[key]
+
+    def _linear_s(self, tokens: int) -> float:
         if tokens <= 0:
             return 0.0
         per_layer = sum(compute.gemm_s(tokens, n, k, self._gpu, self.dtype) for n, k in gemm_shapes(self.shape, self.tp))
         head = compute.gemm_s(tokens, self.shape.vocab // self.tp, self.shape.hidden, self._gpu, self.dtype)
         return self.shape.layers * per_layer + head
 
-    @functools.lru_cache(maxsize=8192)  # noqa: B019
     def fixed_s(self, tokens: int) -> float:
-        """All layers' elementwise passes and tensor-parallel all-reduces for ``tokens`` rows."""
+        """All layers' elementwise passes and tensor-parallel all-reduces for ``tokens`` rows (memoised)."""
+        key = ("fixed", int(tokens))
+        if key not in self._memo:
+            self._memo[key] = self._fixed_s(int(tokens))
+        return self._memo[key]
+
+    def _fixed_s(self, tokens: int) -> float:
         if tokens <= 0:
             return 0.0
         act = tokens * self.shape.hidden * DTYPE_BYTES[self.dtype]
