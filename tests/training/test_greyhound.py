@@ -139,7 +139,7 @@ def test_s2_on_one_slow_rank():
 
 
 def test_simulation_policies():
-    job, costs = M.Job(), M.Costs()
+    job, costs = M.Job(), M.Costs(storage_gbps=5.0)     # a slow store: restarting costs 93 s, so the ladder waits
     healthy = job.step_s(job.even(), np.ones(job.dp))
     n = 4000
     s1 = M.simulate(job, costs, "s1", n, 0, 1.5, 600.0, 1800.0)

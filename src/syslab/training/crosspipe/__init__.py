@@ -13,7 +13,7 @@ out under the delays.
 static orders; the greedy; the MILP on HiGHS) and the event-driven evaluation of every schedule on the shared
 pipeline simulator (``training/pipeline.py``), with a validator for dependencies, overlaps and memory.
 **Modelled:** GPU compute as normalised F, B and W times, and the WAN as alpha-beta links; the table of real
-operating points derives T_F from FLOPs at an assumed MFU. The paper's testbed runs (Alps GH200) and its
+operating points takes T_F from the shared GPU cost model (``core.gpu``). The paper's testbed runs (Alps GH200) and its
 asynchronous NCCL engine are not reproduced.
 """
 

@@ -152,18 +152,20 @@ def _fmt(x: float | None) -> str:
 
 
 # Where real cross-DC jobs sit in the sweep: Llama-3-70B, 4,096-token micro-batches, PP = 4 over 2 DCs,
-# TP = 8 H100s per stage at an assumed 40% MFU (our assumption, typical of Megatron-LM at this size). One
+# TP = 8 H100s per stage. T_F is one stage's forward pass on the shared GPU cost model (``core.gpu``: its GEMMs,
+# causal attention, elementwise passes and tensor-parallel all-reduces, a quarter of the layers). One
 # activation message is seq x hidden x 2 bytes (bf16). Light in fibre: ~2e8 m/s (refractive index ~1.5).
 WANS = (("metro, 50 km, 400 Gb/s", 50, 400), ("regional, 1,000 km, 100 Gb/s", 1000, 100),
         ("continental, 4,000 km, 100 Gb/s", 4000, 100), ("intercontinental, 10,000 km, 25 Gb/s", 10000, 25))
 
 
 def operating_point(distance_km: float, wan_gbit_s: float, pp: int = 4, tp: int = 8, seq: int = 4096,
-                    mfu: float = 0.4, model_name: str = "llama3-70b",
-                    gpu_name: str = "H100-SXM") -> tuple[float, float, float]:
+                    model_name: str = "llama3-70b", gpu_name: str = "H100-SXM") -> tuple[float, float, float]:
     """(T_F seconds, T_lat / T_F, T_bw / T_F) for one stage of ``model_name`` on ``tp`` GPUs per stage."""
+    from syslab.core.gpu import ForwardModel
+
     t = model(model_name)
-    t_f = t.prefill_flops(seq) / (pp * tp * gpu(gpu_name).peak_flops("bf16") * mfu)
+    t_f = ForwardModel(t, gpu(gpu_name), tp).forward_s(seq, attn_pairs=seq * (seq + 1) / 2, mean_keys=seq / 2) / pp
     latency = distance_km * 1e3 / 2e8
     serial = seq * t.hidden * 2 / (wan_gbit_s * 1e9 / 8)
     return t_f, latency / t_f, serial / t_f
@@ -177,7 +179,7 @@ def _operating_points(pp: int, m: int) -> Table:
         crosspipe = min(runs[n] for n in S.DYNAMIC)
         rows.append([label, f"{t_f * 1e3:.0f}", f"{lat:.2f}", f"{bw:.2f}", f"{1 - crosspipe / runs['1F1B']:.1%}",
                      f"{1 - crosspipe / runs['ZBH1']:.1%}"])
-    return Table("Where real links sit: Llama-3-70B, 4K-token micro-batches, 4 stages of 8 H100s (40% MFU assumed), "
+    return Table("Where real links sit: Llama-3-70B, 4K-token micro-batches, 4 stages of 8 H100s (T_F from core.gpu), "
                  "2 DCs; our modelled cut at that exact point",
                  ["WAN", "T_F (ms)", "T_lat/T_F", "T_bw/T_F", "cut vs 1F1B", "cut vs ZB-H1"], rows)
 
