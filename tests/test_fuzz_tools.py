@@ -340,6 +340,24 @@ def test_flexpipe_simulate(lengths, opts):
     run_tool(["flexpipe", "simulate", "--lengths", "{l.json}", *args, "--json"], {"l.json": lengths}, bad=bad)
 
 
+@FUZZ
+@given(options(opt("--m", [1, 64, 8192], [0, -1, 10**12], required=True), opt("--n", [1, 4096], [0, -1], required=True),
+               opt("--k", [1, 4096], [0, -1], required=True), opt("--sm-fraction", [0.5, 1], [0, -0.5, 2]),
+               opt("--gpu", ["A100", "h100-sxm", "L40S"], ["TPU", ""]), opt("--dtype", ["bf16", "fp16"], ["fp4", "x"])))
+def test_gpu_gemm(opts):
+    args, bad = opts
+    run_tool(["gpu", "gemm", *args, "--json"], {}, bad=bad)
+
+
+@FUZZ
+@given(options(opt("--op", ["allreduce", "all_gather", "alltoall"], ["gossip", ""], required=True),
+               opt("--bytes", [1, 1e6, 1e9], [0, -1, 1e300], required=True), opt("--ranks", [1, 8, 16], [0, -1]),
+               opt("--nodes", [1, 2], [0, -1, 10**6]), opt("--gpu", ["A100-SXM", "H100"], ["TPU"])))
+def test_gpu_collective(opts):
+    args, bad = opts
+    run_tool(["gpu", "collective", *args, "--json"], {}, bad=bad)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # serving
 # ---------------------------------------------------------------------------------------------------------
