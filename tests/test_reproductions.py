@@ -64,6 +64,10 @@ KNOWN_GAPS = {
     # either trace, and reaches 0.58 top-4 on the synthetic one.
     ("popfetcher", "predictor-top4"),
     ("popfetcher", "predictor-vs-last"),
+    # With checkpoints at the measured local-NVMe rate (9.3 GB/s, core.gpu) a restart costs 55 s, so always
+    # restarting loses no more than the ladder on short fail-slows (1.00x; at the old assumed 5 GB/s: 1.24x).
+    # The report's sensitivity table sweeps storage bandwidth and checkpoint size.
+    ("greyhound", "ladder-vs-restart-transient"),
 }
 
 # Claims measured on the wall clock of a shared 2-core machine, whose verdicts flip between runs of the same
