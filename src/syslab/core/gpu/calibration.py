@@ -12,13 +12,15 @@ only measurements of kernels, links and copies (a paper's measurement of its *in
 
 Parameters and their fits:
 
-- ``gemm_eff[dtype]``: the largest achieved / peak among the GPU's ``fit`` GEMM rows of at least 4096^3
+- ``gemm_eff[dtype]``: the largest achieved / peak among the GPU's ``fit`` GEMM rows of more than 2048^3
   multiply-adds (the "maximum achievable matmul FLOPS" of a part: what a large GEMM reaches at best); a dtype
   without rows uses bf16's fraction (fp16 and bf16 share the tensor-core datapath).
 - ``hbm_eff``: the largest achieved / peak HBM bandwidth among ``fit`` ``membw`` rows (a streaming copy).
-- ``decode_eff``: the same for ``decode_attn`` rows (bandwidth a decode-attention kernel reaches); ``hbm_eff``
-  when there is none.
-- ``launch_s``: the fixed cost of a kernel, from the GPU's smallest ``fit`` GEMM (below 4096 on a side): its
+- ``decode_eff``: the same for ``decode_attn`` rows (the share of peak bandwidth a decode-attention kernel reaches
+  on a long context, FlashInfer's measurements); ``hbm_eff`` when there is none. ``decode_floor_s``: the smallest
+  fit decode row's measured time minus its bytes at that bandwidth (split-KV merge, launch: what a short KV read
+  cannot amortise).
+- ``launch_s``: the fixed cost of a kernel, from the GPU's smallest ``fit`` GEMM (at most 2048^3): its
   measured time minus what the tile model predicts without a floor (the residual is launch, prologue and
   epilogue that a small GEMM cannot amortise).
 - ``attention(head_dim, pass)``: ``(eff_max, s0)`` by least squares on ``1 / eff = 1 / eff_max + (s0 / eff_max)
@@ -104,6 +106,7 @@ class Calibration:
     hbm_eff: float
     decode_eff: float
     launch_s: float
+    decode_floor_s: float
     attention_fits: dict[tuple[int, bool], tuple[float, float]]
     borrowed: dict[str, str] = field(default_factory=dict)
 
@@ -156,7 +159,7 @@ def _calibration(name: str) -> Calibration:
     gemm_effs: dict[str, float] = {}
     for dtype in ("bf16", "fp16", "fp8", "tf32"):
         rows, source = _rows_for(name, lambda r, d=dtype: r["op"] == "gemm" and r["dtype"] == d
-                                 and r["m"] * r["n"] * r["k"] >= 4096 ** 3)
+                                 and r["m"] * r["n"] * r["k"] > 2048 ** 3)
         if rows:
             src = GPUS[source]
             gemm_effs[dtype] = max(_tflops(r) / src.peak_tflops[dtype] for r in rows)
@@ -169,21 +172,33 @@ def _calibration(name: str) -> Calibration:
     rows, source = _rows_for(name, lambda r: r["op"] == "decode_attn")
     if rows:
         note("decode_eff", source)
-        decode_eff = max(_tbps(r) * 1e12 / GPUS[source].hbm_bytes_per_s for r in rows)
+        frac = lambda r: (r["value"] if r["unit"] == "frac_of_peak_bw"  # noqa: E731
+                          else _tbps(r) * 1e12 / GPUS[source].hbm_bytes_per_s)
+        decode_eff = max(frac(r) for r in rows)
+        sized = [r for r in rows if not math.isnan(r["batch"]) and not math.isnan(r["seq"])]
+        smallest = min(sized, key=lambda r: r["batch"] * r["seq"] * r["heads"] * r["head_dim"], default=None)
+        if smallest is not None:
+            n_bytes = 4.0 * smallest["batch"] * smallest["seq"] * smallest["heads"] * smallest["head_dim"]
+            peak = GPUS[source].hbm_bytes_per_s
+            decode_floor_s = max(n_bytes / (frac(smallest) * peak) - n_bytes / (decode_eff * peak), 0.0)
+        else:
+            decode_floor_s = 0.0
     else:
-        decode_eff = hbm_eff
-    rows, source = _rows_for(name, lambda r: r["op"] == "gemm" and r["m"] * r["n"] * r["k"] < 4096 ** 3)
+        decode_eff, decode_floor_s = hbm_eff, 0.0
+    rows, source = _rows_for(name, lambda r: r["op"] == "gemm" and r["m"] * r["n"] * r["k"] <= 2048 ** 3)
     note("launch_s", source)
-    from syslab.core.gpu.compute import gemm_core_s   # the tile model without its floor (no cycle: called lazily)
+    if source != name:
+        launch_s = _calibration(source).launch_s        # borrowed with the source's own efficiencies
+    else:
+        from syslab.core.gpu.compute import gemm_core_s   # the tile model without its floor (called lazily)
 
-    r = min(rows, key=lambda r: r["m"] * r["n"] * r["k"])
-    src = GPUS[source]
-    dtype = r["dtype"] or "bf16"
-    measured = 2.0 * r["m"] * r["n"] * r["k"] / (_tflops(r) * 1e12)
-    model = gemm_core_s(r["m"], r["n"], r["k"], src, dtype, gemm_effs.get(dtype, max(gemm_effs.values())), hbm_eff)
-    launch_s = max(measured - float(model), 0.0)
+        r = min(rows, key=lambda r: r["m"] * r["n"] * r["k"])
+        dtype = r["dtype"] or "bf16"
+        measured = 2.0 * r["m"] * r["n"] * r["k"] / (_tflops(r) * 1e12)
+        model = gemm_core_s(r["m"], r["n"], r["k"], g, dtype, gemm_effs.get(dtype, max(gemm_effs.values())), hbm_eff)
+        launch_s = max(measured - float(model), 0.0)
     fits = _attention_fits(name, borrowed)
-    return Calibration(name, gemm_effs, hbm_eff, decode_eff, launch_s, fits, borrowed)
+    return Calibration(name, gemm_effs, hbm_eff, decode_eff, launch_s, decode_floor_s, fits, borrowed)
 
 
 def _attention_fits(name: str, borrowed: dict[str, str]) -> dict[tuple[int, bool], tuple[float, float]]:

@@ -31,7 +31,8 @@ so its fixed cost (loading Q, the softmax epilogue, writing O) amortises over th
 causal). ``attn_eff_max`` and ``attn_s0`` are fitted per (GPU, pass, head_dim) on the papers' non-causal points;
 the causal points are then a prediction the validation table checks.
 
-**Decode attention** reads every cached K and V once: bytes / (HBM x ``decode_eff``). **Memory-bound ops**
+**Decode attention** reads every cached K and V once: bytes / (HBM x ``decode_eff``) plus a fitted floor
+(split-KV partial results merged, launches) that a short KV read cannot amortise. **Memory-bound ops**
 (norms, activations, copies within HBM): bytes moved / (HBM x ``hbm_eff``) plus one launch per kernel.
 """
 
@@ -188,8 +189,9 @@ def decode_attention_s(batch_context_tokens: float | np.ndarray, kv_heads: int, 
     cal = calibration(g)
     tokens = np.asarray(batch_context_tokens, dtype=np.float64)
     n_bytes = 2.0 * tokens * kv_heads * head_dim * DTYPE_BYTES[dtype]
+    floor = max(cal.decode_floor_s, cal.launch_s)
     out = np.where(tokens > 0, n_bytes / (g.hbm_bytes_per_s * cal.decode_eff * curve.memory_share(sm_fraction))
-                   + cal.launch_s, 0.0)
+                   + floor, 0.0)
     return float(out) if out.ndim == 0 else out
 
 

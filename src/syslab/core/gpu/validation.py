@@ -55,6 +55,15 @@ def _predict_compute(r: dict) -> tuple[str, float] | None:
         if op == "gemm_smfrac" and r["unit"] == "rel_throughput":
             return what + " (relative to all SMs)", compute.gemm_s(m, n, k, g, dtype) / t
         return what, _convert(r["unit"], t, flops=2 * m * n * k, n_bytes=(m * k + k * n + m * n) * 2)
+    if op == "attn_fwd_bwd":
+        causal = r["causal"] == 1
+        batch, hd = r["batch"], _i(r["head_dim"])
+        heads = _i(r["heads"]) if not math.isnan(r["heads"]) else 2048 // hd
+        t = sum(compute.attention_s(batch, r["seq"], heads, hd, g, causal=causal, backward=b, dtype=dtype)
+                for b in (False, True))
+        flops = sum(compute.attention_flops(batch, r["seq"], heads, hd, causal, b) for b in (False, True))
+        return f"attn fwd+bwd {dtype} seq={_i(r['seq'])} d={hd}{' causal' if causal else ''}", _convert(
+            r["unit"], t, flops=flops)
     if op in ("attn_fwd", "attn_bwd"):
         causal = r["causal"] == 1
         batch = r["batch"] if not math.isnan(r["batch"]) else max(1.0, 16384 / r["seq"])
@@ -68,9 +77,16 @@ def _predict_compute(r: dict) -> tuple[str, float] | None:
         n_bytes = 1e9
         return "memory-bound copy", _convert(r["unit"], compute.memory_s(n_bytes, g), n_bytes=n_bytes)
     if op == "decode_attn":
-        tokens = 1e6
-        t = compute.decode_attention_s(tokens, 8, 128, g)
-        return "decode attention", _convert(r["unit"], t, n_bytes=2 * tokens * 8 * 128 * 2)
+        batch = 1.0 if math.isnan(r["batch"]) else r["batch"]
+        seq = 65536.0 if math.isnan(r["seq"]) else r["seq"]
+        heads, hd = (_i(r["heads"]) or 8), (_i(r["head_dim"]) or 128)
+        tokens = batch * seq
+        t = compute.decode_attention_s(tokens, heads, hd, g)
+        n_bytes = 2 * tokens * heads * hd * 2
+        what = f"decode attention batch {int(batch)} x {int(seq)} tokens, {heads} KV heads"
+        if r["unit"] == "frac_of_peak_bw":
+            return what, n_bytes / t / GPUS[g].hbm_bytes_per_s
+        return what, _convert(r["unit"], t, n_bytes=n_bytes)
     return None
 
 
