@@ -81,8 +81,12 @@ def test_single_request_timing_is_the_roofline():
     assert res.requests.ttft_s[0] == pytest.approx(prefill)
     assert res.requests.e2e_s[0] == pytest.approx(prefill + decodes)
     assert res.requests.tpot_s[0] == pytest.approx(decodes / 4)
-    # Decode at batch 1 is memory-bound: about weights / (bandwidth x efficiency).
-    assert decodes / 4 == pytest.approx(COST.weight_bytes / (3350e9 * 0.7), rel=0.02)
+    # Decode at batch 1 is memory-bound: weights over HBM, never faster than the datasheet's 3.35 TB/s
+    # and (with core.gpu's calibrated bandwidth) not far from it.
+    assert COST.weight_bytes / 3350e9 < decodes / 4 < COST.weight_bytes / (3350e9 * 0.6)
+    # The iteration is the shared model's forward pass (GEMMs + elementwise + decode attention).
+    fm = COST.forward
+    assert decodes == pytest.approx(sum(fm.forward_s(1, 0.0, 1000.0 + i) for i in range(4)))
 
 
 def test_chunked_prefill_splits_long_prompts():

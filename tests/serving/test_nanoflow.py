@@ -19,10 +19,20 @@ def test_dense_batch_splits_the_budget_by_token_shares():
         N.dense_batch(np.array([]), np.array([]))
 
 
-def test_optimal_bound_and_gemm_efficiency():
+def test_optimal_bound_and_op_times_come_from_core_gpu():
+    from syslab.core import gpu as G
     assert HW.optimal_tok_s_per_gpu == pytest.approx(312e12 / (2 * HW.shape.active_params))
-    assert HW.gemm_efficiency(2048) == HW.gemm_efficiency(256) == 0.85
-    assert HW.gemm_efficiency(128) == pytest.approx(0.425)
+    # a GEMM is the shared model's, and slows on a fraction of the SMs
+    assert HW.gemm_s(2048, 8192, 1024, 1.0) == pytest.approx(G.gemm_s(2048, 8192, 1024, HW.device))
+    assert HW.gemm_s(2048, 8192, 1024, 0.5) > 1.8 * HW.gemm_s(2048, 8192, 1024, 1.0)
+    # decode attention saturates HBM at the curve's memory saturation point; collectives at theirs
+    sat = G.DEFAULT_CURVE.memory_saturation
+    assert HW.gemv_s(1e6, sat) == pytest.approx(HW.gemv_s(1e6, 1.0))
+    assert HW.gemv_s(1e6, sat / 2) > 1.8 * HW.gemv_s(1e6, 1.0)
+    net = G.DEFAULT_CURVE.collective_saturation
+    assert HW.allreduce_s(2048, net) == pytest.approx(HW.allreduce_s(2048, 1.0))
+    slow = N.Hardware(HW.shape, HW.device, HW.tp, curve=G.SMCurve(memory_saturation=0.8))
+    assert slow.gemv_s(1e6, 0.4) > HW.gemv_s(1e6, 0.4)
 
 
 def test_one_stream_is_the_sum_and_overlap_never_breaks_dependencies():
@@ -51,7 +61,7 @@ def test_less_gemm_interference_means_more_overlap_gain():
     b = N.dense_batch(np.array([1020] * 10), np.array([129] * 10))
     gains = []
     for alpha in (1.0, 0.5, 0.0):
-        hw = N.Hardware(HW.shape, HW.device, HW.tp, HW.nvlink, alpha)
+        hw = N.Hardware(HW.shape, HW.device, HW.tp, alpha)
         r = N.evaluate(hw, b)
         gains.append(r["nanoflow"]["tok_s_per_gpu"] / r["non-overlap"]["tok_s_per_gpu"])
     assert gains[0] <= gains[1] <= gains[2] and gains[2] > 1.0

@@ -5,10 +5,12 @@ What it models (vLLM-style continuous batching with chunked prefill, as in Sarat
 - **An instance** is one model replica on a tensor-parallel group of GPUs. Each *iteration* runs every
   running request's next decode token plus up to ``max_batch_tokens - decodes`` prefill tokens (a long prompt
   is chunked over iterations; partially prefilled requests go first, then waiting ones in FIFO order).
-- **Iteration time** is a roofline over the whole batch (``IterationCost``): FLOPs of the GEMMs and of causal
-  attention against peak x ``compute_eff``, and bytes of weights + KV read/written against HBM bandwidth x
-  ``memory_eff``, plus a fixed ``overhead_s`` per iteration. Shapes come from ``core.models``, peaks from
-  ``core.hardware``; the two efficiencies are *assumptions* that each system sets and cites for its paper.
+- **Iteration time** comes from the shared GPU cost model (``IterationCost`` over ``core.gpu.ForwardModel``):
+  every layer's GEMMs at the batch's token count (tensor-parallel over ``tp`` GPUs, all-reduces included),
+  the memory-bound norms/activations, prefill attention over the batch's causal (query, key) pairs, and decode
+  attention reading every decoding request's cached K and V, plus a fixed ``overhead_s`` per iteration (0 by
+  default: the engine's CPU-side scheduling, which a system may set and cite). Shapes come from ``core.models``;
+  kernel times, with their calibration and citations, from ``core.gpu``; the engine keeps no efficiency of its own.
 - **KV cache** in blocks of ``block_tokens``; a request is admitted only when its prompt fits; when decode
   runs out of blocks the newest request is preempted and later re-prefilled (vLLM's recompute preemption).
 - **Lifecycle**: an instance is cold until ``ready_s`` (weights loading over a link, see ``load_time_s``),
@@ -28,6 +30,7 @@ overall. ``fast_forward=False`` runs every iteration one by one (the reference t
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import warnings
@@ -38,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from syslab.core import gpu as G
 from syslab.core.errors import InputError
 from syslab.core.hardware import GPU, Link
 from syslab.core.models import DTYPE_BYTES, Transformer
@@ -46,51 +50,58 @@ MAX_SPAN = 4096   # iterations fast-forwarded at once (bounds the size of the te
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Iteration cost: roofline over the whole batch
+# Iteration cost: the shared GPU cost model over the whole batch
 # ---------------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class IterationCost:
+    """Time of one engine iteration of ``shape`` on a ``tp``-GPU group of ``device``, from ``core.gpu.ForwardModel``.
+
+    ``overhead_s`` is a fixed per-iteration cost outside the GPU kernels (CPU scheduling, sampling); 0 unless a
+    system sets and cites one. *Cost*: GEMM times are memoised per token count, so a replay pays for each distinct
+    batch size once; ``decode_span_s`` is one numpy expression."""
+
     shape: Transformer
     device: GPU
     tp: int = 1
     dtype: str = "bf16"
-    compute_eff: float = 0.6
-    memory_eff: float = 0.7
     overhead_s: float = 0.0
 
-    @property
-    def _flops_per_s(self) -> float:
-        return self.device.peak_flops(self.dtype) * self.tp * self.compute_eff
-
-    @property
-    def _bytes_per_s(self) -> float:
-        return self.device.hbm_bytes_per_s * self.tp * self.memory_eff
-
-    @property
-    def _attn_flops_per_pair(self) -> float:
-        """QK^T and PV for one (query, key) pair over all layers: 2 x 2 x hidden FLOPs per layer."""
-        return 4.0 * self.shape.hidden * self.shape.layers
+    @functools.cached_property
+    def forward(self) -> G.ForwardModel:
+        return G.ForwardModel(self.shape, self.device, self.tp, self.dtype)
 
     @property
     def weight_bytes(self) -> float:
         return self.shape.active_params * DTYPE_BYTES[self.dtype]
 
-    def time_s(self, new_tokens: float, attn_pairs: float, kv_read_tokens: float) -> float:
-        """One iteration processing ``new_tokens`` tokens (prefill and decode) whose attention covers
-        ``attn_pairs`` (query, key) pairs and reads ``kv_read_tokens`` cached tokens' K and V."""
-        flops = new_tokens * self.shape.linear_flops_per_token() + self._attn_flops_per_pair * attn_pairs
-        kv = self.shape.kv_bytes_per_token(self.dtype)
-        n_bytes = self.weight_bytes + (kv_read_tokens + new_tokens) * kv
-        return max(flops / self._flops_per_s, n_bytes / self._bytes_per_s) + self.overhead_s
+    def time_s(self, new_tokens: float, attn_pairs: float, kv_read_tokens: float,
+               prefill_tokens: float | None = None) -> float:
+        """One iteration processing ``new_tokens`` tokens (prefill chunks and decodes). ``attn_pairs``: the
+        prefill chunks' causal (query, key) pairs, cached prefixes included (compute-bound attention);
+        ``kv_read_tokens``: cached tokens the decoding requests read (memory-bound decode attention).
+        ``prefill_tokens`` (default ``new_tokens``) sets the mean keys per query, hence attention efficiency."""
+        n = int(new_tokens)
+        if n <= 0:
+            return self.overhead_s
+        fm = self.forward
+        q = float(prefill_tokens) if prefill_tokens else float(n)
+        mean_keys = max(attn_pairs / q, 1.0) if attn_pairs > 0 else 1.0
+        t = fm.linear_s(n) + fm.fixed_s(n) + self.overhead_s
+        if attn_pairs > 0:
+            t += float(fm.attention_s(attn_pairs, mean_keys))
+        if kv_read_tokens > 0:
+            t += float(fm.decode_attention_s(kv_read_tokens))
+        return t
 
     def decode_span_s(self, batch: int, context: float, k: int) -> np.ndarray:
-        """Times of k consecutive decode-only iterations of ``batch`` sequences whose summed context starts
-        at ``context`` tokens and grows by ``batch`` each iteration (vectorised ``time_s``)."""
+        """Times of k consecutive decode-only iterations of ``batch`` sequences whose summed cached context starts
+        at ``context`` tokens and grows by ``batch`` each iteration: the GEMM and elementwise part is fixed for the
+        batch; decode attention grows with the context (vectorised ``time_s``)."""
+        fm = self.forward
         ctx = context + batch * np.arange(k, dtype=np.float64)
-        flops = batch * self.shape.linear_flops_per_token() + self._attn_flops_per_pair * (ctx + batch)
-        n_bytes = self.weight_bytes + (ctx + batch) * self.shape.kv_bytes_per_token(self.dtype)
-        return np.maximum(flops / self._flops_per_s, n_bytes / self._bytes_per_s) + self.overhead_s
+        fixed = fm.linear_s(batch) + fm.fixed_s(batch) + self.overhead_s
+        return fixed + np.asarray(fm.decode_attention_s(ctx), dtype=np.float64)
 
     def kv_capacity_tokens(self, memory_fraction: float = 0.9) -> int:
         """Tokens of KV cache that fit in the group's HBM after the weights (vLLM's gpu_memory_utilization)."""
@@ -262,9 +273,9 @@ class Instance:
         if not decoding and not chunks:
             return
         new_tokens = len(decoding) + sum(n for _, n in chunks)
-        pairs = sum(r.kv + 1 for r in decoding) + sum(n * r.kv + n * (n + 1) / 2 for r, n in chunks)
-        kv_read = sum(r.kv for r in decoding) + sum(r.kv for r, _ in chunks)
-        dt = self.cost.time_s(new_tokens, pairs, kv_read)
+        pairs = sum(n * r.kv + n * (n + 1) / 2 for r, n in chunks)       # prefill attention (compute)
+        kv_read = sum(r.kv for r in decoding)                             # decode attention (memory)
+        dt = self.cost.time_s(new_tokens, pairs, kv_read, prefill_tokens=sum(n for _, n in chunks))
         self.clock += dt
         self.busy_s += dt
         self.iterations += 1

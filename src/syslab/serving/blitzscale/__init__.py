@@ -19,9 +19,12 @@ and the scaling control law (a [min, max] target band from prefill-throughput an
 up to the band's middle, down by at most one instance per loop, clamped to [2, 14] instances). They drive
 the shared serving simulator (``serving.engine``) on the real Azure conversation trace, time-compressed.
 
-**What is modelled.** GPU compute (the engine's H100 roofline for Llama-3-8B) and every transfer: NVLink 4
-(450 GB/s, H100 datasheet), 100 Gb/s RDMA as in the paper's testbed, host-to-GPU PCIe 5 (63 GB/s, PCI-SIG),
-and NVMe SSD reads at 3 GB/s (our assumption for a Gen4 drive). Live scaling ("ZigZag") is approximated by
+**What is modelled.** GPU compute (the engine's iteration cost, from the shared ``core.gpu`` model, for
+Llama-3-8B on H100) and every transfer, also from ``core.gpu``: the NVLink 4 chain hop at the measured-calibrated
+NCCL point-to-point bandwidth and hop latency of an HGX H100 node (``G.collective_s("sendrecv")``'s fit), 100 Gb/s
+RDMA as in the paper's testbed (RoCE 100 GbE at ``core.gpu``'s fitted NIC efficiency), host-cache loads as pinned
+PCIe 5 copies (``G.copy_s``) and SSD loads at the measured local-NVMe sequential read (``G.storage_s``).
+Live scaling ("ZigZag") is approximated by
 its capacity integral: while layers arrive linearly, the partial instance contributes on average half an
 instance, so it counts as ready halfway through its load; a variant without live scaling is reported too.
 Baselines: ServerlessLLM-style stop-the-world loading (host cache if that host loaded the model before,
@@ -41,8 +44,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from syslab.core import gpu as G
 from syslab.core.claims import CHECK, Claim, Expect, Fidelity, Result, System, Table
 from syslab.core.errors import InputError
+from syslab.core.gpu.comm import busbw_gbps, net_eff
 from syslab.core.hardware import Link, gpu, link
 from syslab.core.models import model
 from syslab.core.run import Run, pyplot
@@ -51,8 +56,27 @@ from syslab.core.timeline import Op, schedule
 from syslab.core.workloads import load_azure_llm, time_scale
 from syslab.serving.engine import ClusterView, Instance, IterationCost, ServingResult, requests_from_frame, simulate
 
-RDMA_100G = Link("rdma-100g", 12.5, 3.0, "100 Gb/s RDMA NIC per GPU, as in the paper's testbed")
-SSD = Link("nvme-ssd", 3.0, 100.0, "NVMe Gen4 SSD sequential read, our assumption (~3 GB/s)")
+GPU_NAME = "H100-SXM"
+
+
+def _nvlink_p2p(g: str = GPU_NAME) -> Link:
+    """One NVLink hop of a chain: NCCL point-to-point bandwidth and latency of ``g``'s node (core.gpu's fit)."""
+    fabric = G.default_fabric(g)
+    return Link(f"{fabric.intra}-p2p", busbw_gbps(fabric.intra, "sendrecv"),
+                G.collective_s("sendrecv", 1.0, 2, g) * 1e6, "core.gpu: NCCL send/recv on the node's NVLink")
+
+
+def _rdma(g: str = GPU_NAME, nic: str = "roce-100") -> Link:
+    """One RDMA hop between hosts over a 100 Gb/s NIC per GPU (the paper's testbed), at core.gpu's fitted NIC
+    efficiency and inter-node hop latency."""
+    fabric = G.Fabric(G.default_fabric(g).intra, 1, nic, 1)
+    t1 = G.collective_s("sendrecv", 1.0, 2, g, nodes=2, fabric=fabric)
+    return Link(f"{nic}-p2p", link(nic).gbps * net_eff(nic), t1 * 1e6, "core.gpu: NIC line rate x fitted efficiency")
+
+
+NVLINK_P2P = _nvlink_p2p()
+RDMA_100G = _rdma()
+SSD_MEDIUM = "nvme"   # core.gpu's measured local-NVMe sequential read (G.storage_s)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -210,11 +234,11 @@ class Scaler:
         for key, gpus in by_source.items():
             src = key.split(":")[0]
             if self.mode == "blitzscale" and src in ("nvlink", "rdma"):
-                lk = link("nvlink4") if src == "nvlink" else RDMA_100G
+                lk = NVLINK_P2P if src == "nvlink" else RDMA_100G
                 load_s = chain_time_s(self.size, len(gpus), lk)      # one chain per source kind
-            else:
-                lk = link("pcie5") if src == "host" else SSD
-                load_s = lk.transfer_s(self.size)                     # every GPU loads for itself
+            else:                                                     # every GPU loads for itself
+                load_s = (G.copy_s(self.size, self.cost.device, "h2d") if src == "host"
+                          else G.storage_s(self.size, SSD_MEDIUM))
             ready_in = load_s / 2 if (self.mode == "blitzscale" and self.live) else load_s
             for node, g in gpus:
                 inst = view.launch(ready_in)
@@ -227,7 +251,7 @@ class Scaler:
 # Replays
 # ---------------------------------------------------------------------------------------------------------
 
-COST = IterationCost(model("llama3-8b"), gpu("H100-SXM"))
+COST = IterationCost(model("llama3-8b"), gpu(GPU_NAME))
 
 
 def _make(cost: IterationCost) -> Callable[[int, float, float], Instance]:
@@ -259,7 +283,7 @@ def unloaded_ttft_s(trace: pd.DataFrame, cost: IterationCost = COST) -> np.ndarr
         t, done = 0.0, 0
         while done < p:
             n = min(8192, p - done)
-            t += cost.time_s(n, n * done + n * (n + 1) / 2, done)
+            t += cost.time_s(n, n * done + n * (n + 1) / 2, 0)
             done += n
         out.append(t)
     return np.array(out)
@@ -332,7 +356,7 @@ def reproduce(run: Run) -> Result:
         result.notes.append(f"Workload: the first {minutes} min of azure_llm_2023 compressed 8x "
                             f"({len(trace)} requests in {trace.arrival_s.max():.0f} s); Llama-3-8B on H100s, "
                             "4 hosts x 4 GPUs, 2 to 14 instances.")
-    lk = link("nvlink4")
+    lk = NVLINK_P2P
     one = lk.transfer_s(COST.shape.weight_bytes())
     chain = multicast_schedule(COST.shape.weight_bytes(), 8, lk, "chain").makespan / one
     star = multicast_schedule(COST.shape.weight_bytes(), 8, lk, "star").makespan / one
@@ -357,12 +381,12 @@ def reproduce(run: Run) -> Result:
                                      round(v["gpu_seconds"], 1), v["instances"], round(v["mean_load_s"], 3)]
                                     for p, v in out.items()]))
         result.metrics["policies"] = out
-        result.notes.append("Reading the result: loads are short for an 8B model (0.25 s from a host cache, "
-                            "0.04 s by NVLink chain), so stop-the-world loading costs little; and our colocated, "
-                            "rate-driven planner reacts to bursts no better than a static fleet with headroom. "
-                            "At full scale (the whole hour, 8x) BlitzScale's P99 TTFT is ~40% below "
-                            "ServerlessLLM's, with live scaling worth ~20% of that, but neither autoscaled fleet "
-                            "meets the SLO that 3 static instances meet at the same GPU-seconds.")
+        size = COST.shape.weight_bytes()
+        result.notes.append(f"Reading the result: loads are short for an 8B model ({G.copy_s(size, COST.device):.2f} s "
+                            f"from a host cache, {G.storage_s(size, SSD_MEDIUM):.2f} s from local NVMe, "
+                            f"{chain_time_s(size, 1, NVLINK_P2P):.2f} s by NVLink chain), so stop-the-world loading "
+                            "costs little; and our colocated, rate-driven planner reacts to bursts no better than a "
+                            "static fleet with headroom.")
     else:
         result.findings += [CLAIMS[i].measure(None, "azure_llm_2023 missing") for i in range(3)]
     result.findings += [CLAIMS[3].measure(chain), CLAIMS[4].measure(star / chain, f"tree: {tree:.2f}x")]
@@ -404,7 +428,8 @@ SYSTEM = System(
     fidelity=Fidelity.HYBRID,
     real="chain/star/tree multicast schedules, fast-link-first planning and the scaling rule, driving the shared "
          "serving simulator on the real Azure trace",
-    modelled="GPU compute (H100 roofline), NVLink/RDMA/PCIe/SSD transfers, live scaling by its capacity integral",
+    modelled="GPU compute and NVLink/RDMA/PCIe/SSD transfers from the shared core.gpu model (H100); live scaling "
+             "by its capacity integral",
     claims=CLAIMS,
     reproduce=reproduce,
 )

@@ -21,7 +21,9 @@ scheduling and container start 12 s + runtime/HCCL init 10 s + weights from shar
 instance (16 s; 64 parallel loads share an assumed 32 GB/s aggregate) + warm-up 4 s; DeepServe = pre-warmed
 pod and pre-loaded runtime (0 s on the path) + NPU-fork at 25 GB/s per copy, doubling the sources each
 round + warm-up 3 s. These sum to ~3.7 s for one instance, not the 4.75 s the paper reports; the gap stays
-visible. Those modelled numbers are arithmetic on the assumed stages: they are reported as checks.
+visible. Those modelled numbers are arithmetic on the assumed stages: they are reported as checks. They
+stay DeepServe's own: the cluster is Ascend NPUs (HCCS device-to-device copies) on a shared storage service,
+for which the shared ``core.gpu`` model (NVIDIA GPUs, NVLink/PCIe/local NVMe) has no measurements.
 
 **Negative control** (``run.control``): the fork arm of the measured comparison is another set of cold starts.
 """

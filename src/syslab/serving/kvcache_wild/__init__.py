@@ -14,10 +14,10 @@ any trace in the published Qwen-Bailian JSONL schema (``syslab kvcache replay|ch
 **What is synthetic or modelled.** The real trace is not available: the reproduction runs on a synthetic
 twin in exactly its schema (``trace.generate``; to-C "A" and to-B "B" variants, labelled SYNTHETIC), whose
 input statistics are checked against the paper's (ideal hit ratio, reuse skew). Queueing + TTFT (QTTFT) is
-modelled: prefill-only FIFO service of each prompt's uncached suffix on a Qwen2.5-7B / A100-80GB roofline
-(``serving.engine.IterationCost``; the authors' PR measured on A800, an A100 variant, at 6 QPS; efficiencies
-are the engine's stated assumptions). Because the twin's follow-up delays are exponential, as WA assumes,
-a misspecified twin with lognormal delays is reported too.
+modelled: prefill-only FIFO service of each prompt's uncached suffix (attending to its cached prefix) on
+Qwen2.5-7B / A100-80GB (``serving.engine.IterationCost``, whose kernel times come from the shared ``core.gpu``
+model; the authors' PR measured on A800, an A100 variant, at 6 QPS). Because the twin's follow-up delays are
+exponential, as WA assumes, a misspecified twin with lognormal delays is reported too.
 
 **Negative control** (``run.control``): LRU takes WA's place in every replay (same traces, same capacities).
 """
@@ -41,7 +41,7 @@ __all__ = ["BLOCK_TOKENS", "CLAIMS", "FIELDS", "POLICIES", "SYSTEM", "PrefixCach
            "QTTFT_COST"]
 
 # Prefill cost for QTTFT: Qwen2.5-7B on one A100-80GB (the PR's A800 is an A100 variant with the same
-# compute and memory), with the engine's default efficiency assumptions.
+# compute and memory), kernel times from core.gpu.
 QTTFT_COST = IterationCost(model("qwen2.5-7b"), gpu("A100-80GB"))
 
 CLAIMS = (

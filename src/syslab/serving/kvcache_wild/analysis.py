@@ -108,7 +108,7 @@ def qttft(trace: Trace, hit_blocks: np.ndarray, cost: IterationCost) -> np.ndarr
     prefills only its uncached suffix (attending to the cached prefix), one request at a time."""
     cached = np.minimum(hit_blocks * BLOCK_TOKENS, trace.input_length - 1)
     new = trace.input_length - cached
-    service = np.array([cost.time_s(n, n * c + n * (n + 1) / 2, c) for n, c in zip(new, cached, strict=True)])
+    service = np.array([cost.time_s(n, n * c + n * (n + 1) / 2, 0) for n, c in zip(new, cached, strict=True)])
     out = np.empty(len(trace))
     free_at = -math.inf
     for i, (arrive, s) in enumerate(zip(trace.timestamp, service, strict=True)):

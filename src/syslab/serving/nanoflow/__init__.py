@@ -18,15 +18,18 @@ steady-state accounting (``dense_batch``).
 **What is modelled, with assumptions set before running** (NanoFlow's main setting: Llama-2-70B, TP=8 on
 8 x A100-80GB SXM; peaks from ``core.hardware``):
 
-- GEMM: FLOPs / (peak x eff(m) x R) with eff(m) = 0.85 for m >= 256 rows, falling linearly below (our
-  assumption, in the shape our notes suggest: efficiency falls for M < 256), R the op's SM share. Speed linear in R is
-  the neutral assumption; the paper profiles the real, sublinear interference P(R), which needs GPUs, so the
-  report adds a sensitivity table with speed R**alpha for alpha < 1 (not used for any claim).
-- Decode attention (GEMV over the KV cache): bytes / (HBM x 0.85 x min(1, R / 0.4)): saturates HBM with 40%
-  of the SMs (assumption, as in our notes).
-- Collectives (ring all-reduce of m x hidden activations): 2 (n - 1) / n x bytes / (NVLink x 0.8 x
-  min(1, R / 0.15)) (assumption: NCCL at ~80% of link bandwidth with 15% of the SMs).
-- Other ops (norms, rotary, activation): 6 passes over m x hidden x 2 bytes at HBM speed.
+- Every op time comes from the shared GPU cost model ``core.gpu`` (calibrated on cited A100 measurements, see
+  its docstrings), at the op's SM share R: GEMMs (``G.gemm_s`` per projection, tensor-parallel shapes of
+  ``core.gpu.transformer.gemm_shapes``; waves recomputed on floor(R x SMs)), prefill attention
+  (``G.attention_pairs_s``), decode attention (``G.decode_attention_s``), the two ring all-reduces of m x hidden
+  activations per layer (``G.collective_s``, NVLink 3 inside a DGX A100) and the norms/activations
+  (``G.memory_s``, the passes ``ForwardModel`` counts).
+- How speed depends on R: compute scales with the SMs an op owns (GEMM and prefill attention: the neutral
+  assumption; the paper profiles the real, sublinear interference P(R), which needs GPUs, so the report adds a
+  sensitivity table where a compute op with share R runs as if it owned R**alpha of the SMs, alpha < 1, not
+  used for any claim); memory-bound and collective kernels reach full bandwidth at ``G.SMCurve``'s saturation
+  points (0.4 and 0.15 of the SMs: documented assumptions of ``core.gpu``, no public measurement), swept in a
+  second sensitivity table, not used for any claim.
 - The vLLM-like engine is non-overlap plus a synchronous CPU scheduling gap of 10% per iteration (a modelled
   stand-in, labelled as such). The optimal throughput is peak / (2 x active parameters) per GPU, counting
   dense GEMM FLOPs only (attention excluded, so the bound is a little optimistic).
@@ -43,10 +46,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from syslab.core import gpu as G
 from syslab.core.claims import CHECK, Claim, Expect, Fidelity, Result, System, Table
 from syslab.core.errors import InputError
-from syslab.core.hardware import GPU, Link, gpu, link
-from syslab.core.models import Transformer, model
+from syslab.core.gpu.transformer import ELEMENTWISE_PASSES, gemm_shapes
+from syslab.core.hardware import GPU, gpu
+from syslab.core.models import DTYPE_BYTES, Transformer, model
 from syslab.core.run import Run, pyplot
 from syslab.core.timeline import Op, Schedule, schedule
 from syslab.core.workloads import load_azure_llm, load_lmsys
@@ -57,47 +62,54 @@ CPU_GAP = 0.10   # vLLM-like synchronous scheduling overhead per iteration (mode
 
 @dataclass(frozen=True)
 class Hardware:
+    """Op times of ``shape`` on one GPU of a ``tp``-GPU ``device`` group, from ``core.gpu`` at an SM share."""
+
     shape: Transformer
     device: GPU
     tp: int
-    nvlink: Link
-    alpha: float = 1.0    # GEMM speed with SM share R is R**alpha of full speed (1.0: linear, our assumption)
+    alpha: float = 1.0    # a compute op with SM share R runs as on R**alpha of the SMs (1.0: linear, our assumption)
+    curve: G.SMCurve = G.DEFAULT_CURVE   # memory/collective saturation points (core.gpu's assumptions)
 
-    @staticmethod
-    def gemm_efficiency(m: float) -> float:
-        """0.85 of peak for GEMMs of at least 256 rows, falling linearly below (too few rows to fill the SMs)."""
-        return 0.85 * min(1.0, m / 256.0)
+    def _compute_fraction(self, share: float) -> float:
+        return min(1.0, share ** self.alpha)
 
-    def gemm_s(self, m: float, k: float, n: float, share: float) -> float:
-        """A (m x k) @ (k x n / tp) GEMM on one GPU with SM share ``share``."""
-        speed = self.device.peak_flops("bf16") * self.gemm_efficiency(m) * share ** self.alpha
-        return 2.0 * m * k * n / self.tp / speed
+    def gemm_s(self, m: float, n: int, k: int, share: float) -> float:
+        """A (m x k) @ (k x n) GEMM on one GPU (n, k already this GPU's shard) with SM share ``share``."""
+        return float(G.gemm_s(m, n, k, self.device, sm_fraction=self._compute_fraction(share), curve=self.curve))
 
-    def attention_compute_s(self, pairs: float, share: float, m: float) -> float:
-        """Prefill attention FLOPs (QK^T and PV) of one layer, on this GPU's heads."""
-        flops = 4.0 * self.shape.hidden * pairs / self.tp
-        speed = self.device.peak_flops("bf16") * self.gemm_efficiency(m) * share ** self.alpha
-        return flops / speed if pairs else 0.0
+    def attention_compute_s(self, pairs: float, share: float, mean_keys: float) -> float:
+        """Prefill attention of one layer over ``pairs`` causal (query, key) pairs, on this GPU's heads."""
+        if not pairs:
+            return 0.0
+        heads = max(self.shape.heads // self.tp, 1)
+        return float(G.attention_pairs_s(pairs, mean_keys, heads, self.shape.head_dim, self.device,
+                                         sm_fraction=self._compute_fraction(share)))
 
     def gemv_s(self, context_tokens: float, share: float) -> float:
         """Decode attention: read this GPU's share of every decode request's KV for one layer."""
-        kv = 2 * self.shape.kv_heads * self.shape.head_dim * 2 * context_tokens / self.tp
-        return kv / (self.device.hbm_bytes_per_s * 0.85 * min(1.0, share / 0.4)) if context_tokens else 0.0
+        if not context_tokens:
+            return 0.0
+        kv_heads = max(self.shape.kv_heads // self.tp, 1)
+        return float(G.decode_attention_s(context_tokens, kv_heads, self.shape.head_dim, self.device,
+                                          sm_fraction=share, curve=self.curve))
 
     def allreduce_s(self, m: float, share: float) -> float:
-        n_bytes = m * self.shape.hidden * 2
-        ring = 2.0 * (self.tp - 1) / self.tp * n_bytes
-        return ring / (self.nvlink.gbps * 1e9 * 0.8 * min(1.0, share / 0.15)) + self.nvlink.latency_us * 1e-6
+        """Ring all-reduce of the m x hidden bf16 activations over the tp group."""
+        return G.collective_s("allreduce", m * self.shape.hidden * DTYPE_BYTES["bf16"], self.tp, self.device,
+                              sm_fraction=share, curve=self.curve)
 
-    def other_s(self, m: float) -> float:
-        return 6 * m * self.shape.hidden * 2 / self.device.hbm_bytes_per_s
+    def other_s(self, m: float, share: float = 1.0) -> float:
+        """Norms, rotary, activation and residuals of one layer (the passes ``core.gpu.ForwardModel`` counts)."""
+        eb = DTYPE_BYTES["bf16"]
+        n_bytes = ELEMENTWISE_PASSES * m * self.shape.hidden * eb + 2 * m * self.shape.ffn // self.tp * eb
+        return float(G.memory_s(n_bytes, self.device, kernels=5, sm_fraction=share, curve=self.curve))
 
     @property
     def optimal_tok_s_per_gpu(self) -> float:
         return self.device.peak_flops("bf16") / (2.0 * self.shape.active_params)
 
 
-LLAMA2_70B_A100 = Hardware(model("llama2-70b"), gpu("A100-80GB"), 8, link("nvlink3"))
+LLAMA2_70B_A100 = Hardware(model("llama2-70b"), gpu("A100-80GB"), 8)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -145,8 +157,8 @@ class Config:
 def layer_ops(hw: Hardware, batch: DenseBatch, cfg: Config, layer: int) -> list[Op]:
     """The ops of one decoder layer for every nano-batch; decode requests and prefill tokens are split in
     proportion to the nano-batch sizes."""
-    s = hw.shape
-    qkv_out = (s.heads + 2 * s.kv_heads) * s.head_dim
+    (qkv_n, qkv_k), (o_n, o_k), (up_n, up_k), (down_n, down_k) = gemm_shapes(hw.shape, hw.tp)
+    keys = batch.prefill_pairs / batch.prefill if batch.prefill else 1.0     # mean keys per prefill query
     ops: list[Op] = []
     stream = {"gemm": "compute", "gemv": "memory", "net": "network", "other": "compute"}
     for i, m in enumerate(cfg.sizes):
@@ -156,16 +168,15 @@ def layer_ops(hw: Hardware, batch: DenseBatch, cfg: Config, layer: int) -> list[
         res = (lambda kind: stream[kind]) if cfg.overlap else (lambda kind: "gpu")
         prev = (f"L{layer - 1}.n{i}.ar2",) if layer > 0 else ()
         p = f"L{layer}.n{i}"
+        g = cfg.gemm_share
         ops += [
-            Op(f"{p}.qkv", hw.gemm_s(m, s.hidden, qkv_out, cfg.gemm_share) + hw.other_s(m) / 2, res("gemm"), prev),
+            Op(f"{p}.qkv", hw.gemm_s(m, qkv_n, qkv_k, g) + hw.other_s(m, g) / 2, res("gemm"), prev),
             Op(f"{p}.attn", hw.gemv_s(decode_ctx, cfg.gemv_share)
-               + hw.attention_compute_s(pairs, cfg.gemv_share, max(m * (1 - batch.decode / batch.tokens), 1)),
-               res("gemv"), (f"{p}.qkv",)),
-            Op(f"{p}.o", hw.gemm_s(m, s.hidden, s.hidden, cfg.gemm_share), res("gemm"), (f"{p}.attn",)),
+               + hw.attention_compute_s(pairs, cfg.gemv_share, keys), res("gemv"), (f"{p}.qkv",)),
+            Op(f"{p}.o", hw.gemm_s(m, o_n, o_k, g), res("gemm"), (f"{p}.attn",)),
             Op(f"{p}.ar1", hw.allreduce_s(m, cfg.net_share), res("net"), (f"{p}.o",)),
-            Op(f"{p}.upgate", hw.gemm_s(m, s.hidden, 2 * s.ffn, cfg.gemm_share) + hw.other_s(m) / 2, res("gemm"),
-               (f"{p}.ar1",)),
-            Op(f"{p}.down", hw.gemm_s(m, s.ffn, s.hidden, cfg.gemm_share), res("gemm"), (f"{p}.upgate",)),
+            Op(f"{p}.upgate", hw.gemm_s(m, up_n, up_k, g) + hw.other_s(m, g) / 2, res("gemm"), (f"{p}.ar1",)),
+            Op(f"{p}.down", hw.gemm_s(m, down_n, down_k, g), res("gemm"), (f"{p}.upgate",)),
             Op(f"{p}.ar2", hw.allreduce_s(m, cfg.net_share), res("net"), (f"{p}.down",)),
         ]
     if cfg.overlap:   # each stream runs in issue order: interleave nano-batches op by op
@@ -340,9 +351,16 @@ def reproduce(run: Run) -> Result:
     name, batch, rows = first
     sens = []
     for alpha in (1.0, 0.75, 0.5, 0.25, 0.0):
-        r = evaluate(Hardware(hw.shape, hw.device, hw.tp, hw.nvlink, alpha), batch, run.control)
+        r = evaluate(Hardware(hw.shape, hw.device, hw.tp, alpha), batch, run.control)
         sens.append([alpha, round(r["nanoflow"]["tok_s_per_gpu"] / r["non-overlap"]["tok_s_per_gpu"], 3),
                      round(r["nanoflow"]["fraction_of_optimal"], 3), r["nanoflow"]["config"]])
+    curve_sens = []
+    for mem_sat, net_sat in itertools.product((0.2, 0.4, 0.6), (0.05, 0.15, 0.3)):
+        curve = G.SMCurve(memory_saturation=mem_sat, collective_saturation=net_sat)
+        r = evaluate(Hardware(hw.shape, hw.device, hw.tp, hw.alpha, curve), batch, run.control)
+        curve_sens.append([mem_sat, net_sat,
+                           round(r["nanoflow"]["tok_s_per_gpu"] / r["non-overlap"]["tok_s_per_gpu"], 3),
+                           round(r["nanoflow"]["fraction_of_optimal"], 3), r["nanoflow"]["config"]])
     result.findings += [
         CLAIMS[0].measure(rows["nanoflow"]["tok_s_per_gpu"] / rows["non-overlap"]["tok_s_per_gpu"], name),
         CLAIMS[1].measure(rows["nanoflow"]["fraction_of_optimal"],
@@ -366,6 +384,11 @@ def reproduce(run: Run) -> Result:
                                "as R**alpha (alpha = 1 is the linear model used for the claims)",
                                ["alpha", "NanoFlow / non-overlap", "NanoFlow of optimal", "searched configuration"],
                                sens))
+    result.tables.append(Table(f"Sensitivity to the SM-share curve ({name}): SM fraction at which decode attention "
+                               "(memory) and all-reduce (collective) kernels reach full bandwidth; core.gpu's "
+                               "defaults 0.4 / 0.15 are used for the claims (not a claim)",
+                               ["memory saturation", "collective saturation", "NanoFlow / non-overlap",
+                                "NanoFlow of optimal", "searched configuration"], curve_sens))
     _, sch = layer_time_s(hw, batch, rows["nanoflow"]["cfg"], layers=1)
     trace_path, rel = run.figure_path("nanoflow_layer_trace")
     sch.write_chrome_trace(trace_path.with_suffix(".json"))
@@ -396,8 +419,8 @@ SYSTEM = System(
     fidelity=Fidelity.HYBRID,
     real="the per-layer op graphs of every engine, their schedules and the exhaustive nano-batch / SM-share "
          "search; dense batches from real request lengths",
-    modelled="A100 op times under an SM-share model (GEMM efficiency by size, GEMV and NCCL saturation points) "
-             "stated as assumptions; the vLLM-like CPU gap",
+    modelled="A100 op times from the shared core.gpu cost model under SM shares (GEMV and NCCL saturation "
+             "points are core.gpu's stated assumptions, swept); the vLLM-like CPU gap (a modelled stand-in)",
     claims=CLAIMS,
     reproduce=reproduce,
 )

@@ -16,13 +16,16 @@ attention outputs; the result matches unsplit execution (``split_attention_error
 timeline (from real request lengths), the poll-point and splitting policy, and the wait each offloaded
 attention sees are simulated event by event.
 
-**What is modelled** (assumptions, set before running): two A100-80GB SXM GPUs serving Llama-3-8B each
-(``core.models``, ``core.hardware``); memory-bound steps at 80% of HBM bandwidth and GEMMs at 60% of peak
-(our assumptions); P2P over NVLink 3 (300 GB/s per direction, datasheet) plus 10 us per message (our notes'
-assumption); a poll costs 3 us per cold kernel and each extra split kernel 5 us (our assumptions);
-tau = 1 ms (our notes: 1-2 ms). A cold decode iteration is one CUDA graph: naive offloading waits for the
-whole graph (and any queued prefill kernels), Weaver only for the current kernel. The hot model's TPOT SLO is
-100 ms (our notes' example).
+**What is modelled**: two A100-80GB SXM GPUs serving Llama-3-8B each (``core.models``, ``core.hardware``).
+Kernel and link times come from the shared GPU cost model ``core.gpu`` (calibrated on cited measurements; see
+its docstrings): a decode layer's dense part is ``ForwardModel``'s GEMMs per projection at m = batch plus its
+norms/activations (the LM head spread over the layers), decode attention ``G.decode_attention_s``, prefill GEMMs
+``G.gemm_s`` per projection at m = prompt, and the P2P exchange of q, k, v and the attention output is
+``G.collective_s("sendrecv", ..., 2)`` over the DGX A100's NVLink 3 (measured-calibrated bandwidth and hop
+latency). Assumptions of the mechanism, set before running: a poll costs 3 us per cold kernel and each extra
+split kernel 5 us (our assumptions); tau = 1 ms (our notes: 1-2 ms). A cold decode iteration is one CUDA graph:
+naive offloading waits for the whole graph (and any queued prefill kernels), Weaver only for the current kernel.
+The hot model's TPOT SLO is 100 ms (our notes' example).
 
 **Negative control** (``run.control``): Weaver's slot runs dedicated instances (no offloading; the cold GPU
 neither polls nor splits its kernels).
@@ -30,22 +33,23 @@ neither polls nor splits its kernels).
 
 from __future__ import annotations
 
+import functools
 import math
 import multiprocessing as mp
 from dataclasses import dataclass
 
 import numpy as np
 
+from syslab.core import gpu as G
 from syslab.core.claims import CHECK, Claim, Expect, Fidelity, Result, System, Table
-from syslab.core.hardware import GPU, Link, gpu
-from syslab.core.models import DTYPE_BYTES, Transformer, model
+from syslab.core.gpu.transformer import gemm_shapes
+from syslab.core.hardware import GPU, gpu
+from syslab.core.models import Transformer, model
 from syslab.core.run import Run, pyplot
 from syslab.core.stats import cdf
 from syslab.core.workloads import load_azure_llm
 
-P2P = Link("nvlink3-p2p", 300.0, 10.0, "NVLink 3 per direction (A100 datasheet) + 10 us per message (assumption)")
-MEM_EFF, GEMM_EFF = 0.8, 0.6
-POLL_S, SPLIT_S, TAU_S = 3e-6, 5e-6, 1e-3
+POLL_S, SPLIT_S, TAU_S = 3e-6, 5e-6, 1e-3   # poll per cold kernel, per extra split kernel, split bound (assumptions)
 SLO_TPOT_S = 0.100
 
 
@@ -54,29 +58,34 @@ class Node:
     shape: Transformer
     device: GPU
 
-    @property
-    def kv_bytes_layer(self) -> float:
-        return self.shape.kv_bytes_per_token() / self.shape.layers
+    @functools.cached_property
+    def forward(self) -> G.ForwardModel:
+        return G.ForwardModel(self.shape, self.device, 1)
 
     def dense_layer_s(self, batch: int) -> float:
-        """Everything of one decode layer but attention: weights read once, GEMMs over the batch."""
-        weights = self.shape.active_params * DTYPE_BYTES["bf16"] / self.shape.layers
-        flops = batch * self.shape.linear_flops_per_token() / self.shape.layers
-        return max(weights / (self.device.hbm_bytes_per_s * MEM_EFF),
-                   flops / (self.device.peak_flops("bf16") * GEMM_EFF))
+        """Everything of one decode layer but attention: the GEMMs per projection at m = batch (weights read
+        once), norms and activations, and the LM head's share (core.gpu.ForwardModel)."""
+        return (self.forward.linear_s(batch) + self.forward.fixed_s(batch)) / self.shape.layers
 
-    def attention_layer_s(self, context_tokens: float) -> float:
-        return context_tokens * self.kv_bytes_layer / (self.device.hbm_bytes_per_s * MEM_EFF)
+    def attention_layer_s(self, context_tokens: float | np.ndarray) -> float | np.ndarray:
+        """One layer's decode attention reading ``context_tokens`` cached tokens (summed over requests)."""
+        return G.decode_attention_s(context_tokens, self.shape.kv_heads, self.shape.head_dim, self.device)
+
+    def prefill_kernels_s(self, prompt: int) -> list[float]:
+        """One layer's prefill GEMM kernels (QKV, O, up/gate, down) at m = prompt tokens."""
+        return [float(G.gemm_s(prompt, n, k, self.device)) for n, k in gemm_shapes(self.shape, 1)]
 
     def kv_capacity_tokens(self, fraction: float = 0.9) -> float:
         free = self.device.hbm_gb * 1e9 * fraction - self.shape.weight_bytes()
         return free / self.shape.kv_bytes_per_token()
 
     def p2p_layer_s(self, offloaded: int) -> float:
-        """Send q, k, v of the offloaded requests and receive their attention output, one layer."""
+        """Send q, k, v of the offloaded requests and receive their attention output, one layer (NCCL
+        point-to-point on the node's NVLink, core.gpu)."""
         d_q = self.shape.hidden * 2
         d_kv = self.shape.kv_heads * self.shape.head_dim * 2
-        return P2P.transfer_s(offloaded * (d_q + 2 * d_kv)) + P2P.transfer_s(offloaded * d_q)
+        return (G.collective_s("sendrecv", offloaded * (d_q + 2 * d_kv), 2, self.device)
+                + G.collective_s("sendrecv", offloaded * d_q, 2, self.device))
 
 
 A100_LLAMA3_8B = Node(model("llama3-8b"), gpu("A100-80GB"))
@@ -116,22 +125,18 @@ def cold_timeline(node: Node, prompts: np.ndarray, outputs: np.ndarray, rate_rps
     With ``split_tau_s`` kernels longer than tau are split into equal pieces. Returns the timeline and the
     overhead added per cold decode iteration by polling and splitting."""
     s = node.shape
-    per_layer = s.active_params / s.layers
-    shares = {"qkv": (s.hidden + 2 * s.kv_heads * s.head_dim) / s.hidden, "o": 1.0, "upgate": 2 * s.ffn / s.hidden,
-              "down": s.ffn / s.hidden}
-    total = sum(shares.values())
     starts, ends, batch_end = [], [], []
     t, overhead_iter = 0.0, math.nan
     arrivals = np.cumsum(rng.exponential(1.0 / rate_rps, int(rate_rps * horizon_s * 2) + 10))
-    peak = node.device.peak_flops("bf16") * GEMM_EFF
+    dense_1 = node.dense_layer_s(1)
     for k, arrival in enumerate(arrivals):
         if arrival >= horizon_s:
             break
         t = max(t, arrival)
         p, o = int(prompts[k % len(prompts)]), int(outputs[k % len(outputs)])
-        prefill = [2 * per_layer * share / total * p / peak for _ in range(s.layers) for share in shares.values()]
-        submissions = [prefill] + [[(node.dense_layer_s(1) + node.attention_layer_s(p + step)) / 4] * (4 * s.layers)
-                                   for step in range(o - 1)]
+        prefill = node.prefill_kernels_s(p) * s.layers
+        steps = (dense_1 + np.asarray(node.attention_layer_s(p + np.arange(o - 1, dtype=np.float64)))) / 4
+        submissions = [prefill] + [[float(d)] * (4 * s.layers) for d in np.atleast_1d(steps)[: o - 1]]
         for j, kernels in enumerate(submissions):
             pieces = []
             for d in kernels:
@@ -377,7 +382,8 @@ SYSTEM = System(
     fidelity=Fidelity.HYBRID,
     real="split attention across two processes (numerics), the cold GPU's kernel timeline, polling and splitting "
          "policy, operating-point search",
-    modelled="A100 memory/compute times, NVLink P2P, polling and split costs (stated assumptions)",
+    modelled="A100 kernel and NVLink P2P times from the shared core.gpu cost model; polling and split costs "
+             "(stated assumptions)",
     claims=CLAIMS,
     reproduce=reproduce,
 )
