@@ -16,7 +16,7 @@ def test_iteration_time_has_the_closed_forms_of_1f1b_and_data_parallelism():
     # 1 stage x 4 replicas: (B / g) t plus the exposed all-reduce
     dp = ((8, 4),)
     t1 = M.microbatch_times(job, dp, lengths)[0, 0]
-    ar = 2 * 3 / 4 * 2 * job.params_per_layer * 8 / M.NVLINK
+    ar = M.G.collective_s("allreduce", 2 * job.params_per_layer * 8, 4, M.DEVICE, fabric=M.FABRIC)
     assert M.iteration_s(job, dp, lengths) == pytest.approx(2 * t1 + max(0.0, ar - 2 / 3 * t1))
 
 

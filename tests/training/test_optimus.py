@@ -80,7 +80,7 @@ def test_llm_kernels_add_up_to_the_layer_times():
     busy = M.kernel_intervals(job, S._llm_timeline(job), 0.0)
     per_dev = 2 * job.microbatches * job.layers_per_virtual_stage      # two chunks per device
     compute = (busy[0]["compute"][:, 1] - busy[0]["compute"][:, 0]).sum()
-    assert compute == pytest.approx(per_dev * 3 * job.compute_fwd_s)
+    assert compute == pytest.approx(per_dev * (job.compute_fwd_s + job.compute_bwd_s))
     link = (busy[0]["link"][:, 1] - busy[0]["link"][:, 0]).sum()
     assert link == pytest.approx(per_dev * 4 * job.allreduce_s)
     assert sum(k.duration_s for k in M.encoder_kernels(False)) == pytest.approx(M.ENC_FWD_MS * 1e-3)

@@ -27,7 +27,7 @@ SYSTEM = System(
     fidelity=Fidelity.HYBRID,
     real="HBSA, FMOP and the trace-driven loop on real lengths; live reconfiguration through host TwinLayers of "
          "a torch model trained on CPU",
-    modelled="A100 compute and memory, NVLink / InfiniBand, the 0.8 s switch stall",
+    modelled="A100 compute and memory, NVLink / InfiniBand (core.gpu), the 0.8 s switch stall",
     claims=_reproduction.CLAIMS,
     reproduce=_reproduction.reproduce,
     requires=("torch",),

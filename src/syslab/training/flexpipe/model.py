@@ -2,7 +2,8 @@
 prior work.
 
 Cluster: 16 A100-80GB, 4 nodes of 4 (NVLink 300 GB/s per GPU inside a node, InfiniBand 50 GB/s between
-nodes: the paper's testbed figures). Model: GPT-3.35B-like (32 layers, hidden 3,072, 24 heads, MLP 4h;
+nodes: the paper's testbed figures; as ``core.gpu.Fabric("nvlink3", 4, "ib-hdr", 2)``, two HDR 200 Gb/s NICs
+per node). Model: GPT-3.35B-like (32 layers, hidden 3,072, 24 heads, MLP 4h;
 12 h^2 parameters per layer = 3.6B, our sizing of the paper's "GPT 3.35B").
 
 A *mapping* is a list of stages, each (layers, GPUs), covering the model's layers in order and the
@@ -24,13 +25,18 @@ only each layer's input stays, A = 2, and compute grows by a forward (x 4/3). Th
 the next batch's longest length mu; ours reads the batch's lengths (the dataloader has them), so that one
 long sequence does not count as k_i of them.
 
-Time of sequence j on one replica of stage i, t_ij: FLOPs 3 L_i (24 h^2 n_j + 4 n_j^2 h) at an assumed 50% of
-the A100's 312 TFLOP/s, plus the activation hand-off to the next stage (n_j h x 2 bytes each way).
+Time of sequence j on one replica of stage i, t_ij: L_i layers of forward and backward from the shared GPU cost
+model (``syslab.core.gpu``, calibrated on published cuBLAS/CUTLASS GEMM and FlashAttention-2 measurements; see
+``core/gpu/calibration.py``). A layer's forward is the QKV, output, MLP-up and MLP-down GEMMs at m = n_j rows
+(``gemm_s``) and causal attention over the sequence (``attention_s``); its backward is each GEMM's
+input-gradient GEMM (n_j x n) @ (n x k) and weight-gradient GEMM (k x n_j) @ (n_j x n), and the attention
+backward; recomputation adds one more forward. Plus the activation hand-off to the next stage (n_j h x 2 bytes
+each way, a ``collective_s("sendrecv")`` over NVLink inside a node, else InfiniBand).
 Iteration: T = max_i max(W_i / g_i, t_i*) + sum_i t_i* - max_i t_i*, where W_i = sum_j t_ij is stage i's work
 and t_i* the longest sequence's time there (the pipeline fills and drains with it; a replica cannot finish
-before its longest sequence does), plus the exposed part of the slowest group's gradient all-reduce (ring:
-2 (g - 1) / g x 2 bytes x params; NVLink inside a node, else InfiniBand), which overlaps the last
-micro-batch's backward (DDP's bucketed all-reduce). For
+before its longest sequence does), plus the exposed part of the slowest group's gradient all-reduce
+(``collective_s("allreduce")`` of the 2-byte gradients over the stage's GPUs and the nodes they span), which
+overlaps the last micro-batch's backward (DDP's bucketed all-reduce). For
 equal sequences this is 1F1B's (B / g + S - 1) t, and plain data parallelism's (B / g) t at S = 1. Our
 notes transcribe the paper's Eq. 1 as sum_i t_i + (B - S + 1) max_i t_i, which for S equal stages is
 (B + 1) t whatever S is, so we use this form.
@@ -38,17 +44,18 @@ notes transcribe the paper's Eq. 1 as sum_i t_i + (B - S + 1) max_i t_i, which f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from syslab.core import gpu as G
 from syslab.core.errors import InputError
 
 GB = 1e9
-A100_FLOPS = 312e12
-EFFICIENCY = 0.5
-NVLINK, IB = 300e9, 50e9
+DEVICE = "A100-80GB"
 GPUS_PER_NODE = 4
+FABRIC = G.Fabric(intra="nvlink3", gpus_per_node=GPUS_PER_NODE, nic="ib-hdr", nics_per_node=2)
 ACT_BYTES, ACT_BYTES_RECOMPUTE = 34, 2
 BUFFER_GB = 4.0
 GPU_GB = 80.0
@@ -60,6 +67,7 @@ Mapping = tuple[tuple[int, int], ...]            # ((layers, gpus), ...) per sta
 class Job:
     layers: int = 32
     hidden: int = 3072
+    heads: int = 24
     gpus: int = 16
     batch: int = 32                               # sequences per iteration (one per micro-batch)
     gpu_gb: float = GPU_GB
@@ -104,22 +112,53 @@ def _groups(mapping: Mapping) -> list[tuple[int, int]]:
     return out
 
 
-def _bw(first: int, count: int) -> float:
-    """NVLink if the GPUs share a node, else InfiniBand."""
-    return NVLINK if first // GPUS_PER_NODE == (first + count - 1) // GPUS_PER_NODE else IB
+def _nodes(first: int, count: int) -> int:
+    """Nodes the GPUs first .. first + count - 1 span."""
+    return (first + count - 1) // GPUS_PER_NODE - first // GPUS_PER_NODE + 1
+
+
+def _collective_s(op: str, n_bytes: float, first: int, count: int) -> float:
+    """``op`` over GPUs first .. first + count - 1 of the cluster; a group spread unevenly over its nodes is
+    costed as one GPU per node (the same bus bandwidth, every step a network hop)."""
+    nodes = _nodes(first, count)
+    if count % nodes:
+        nodes = count
+    return G.collective_s(op, n_bytes, count, DEVICE, nodes=nodes, fabric=FABRIC)
+
+
+@functools.cache
+def _layer_s(tokens: int, hidden: int, heads: int) -> tuple[float, float]:
+    """(forward, backward) seconds of one layer over one sequence of ``tokens`` tokens (see the docstring)."""
+    shapes = [(3 * hidden, hidden), (hidden, hidden), (4 * hidden, hidden), (hidden, 4 * hidden)]
+    fwd = sum(G.gemm_s(tokens, n, k, DEVICE) for n, k in shapes)
+    bwd = sum(G.gemm_s(tokens, k, n, DEVICE) + G.gemm_s(k, n, tokens, DEVICE) for n, k in shapes)
+    hd = hidden // heads
+    fwd += G.attention_s(1, tokens, heads, hd, DEVICE, causal=True)
+    bwd += G.attention_s(1, tokens, heads, hd, DEVICE, causal=True, backward=True)
+    return fwd, bwd
+
+
+@functools.cache
+def _handoff_s(tokens: int, hidden: int, across_nodes: bool) -> float:
+    """One activation hand-off of ``tokens`` x ``hidden`` BF16 values to the next stage's GPU."""
+    return G.collective_s("sendrecv", tokens * hidden * 2, 2, DEVICE, nodes=2 if across_nodes else 1, fabric=FABRIC)
 
 
 def microbatch_times(job: Job, mapping: Mapping, lengths: np.ndarray, recompute: bool = False) -> np.ndarray:
     """[stage, micro-batch]: forward + backward (+ hand-off) time of each sequence on one replica."""
     h = job.hidden
-    n = np.asarray(lengths, dtype=np.float64)
+    uniq, inv = np.unique(np.asarray(lengths, dtype=np.int64), return_inverse=True)
+    per_layer = np.array([_layer_s(int(x), h, job.heads) for x in uniq]).reshape(-1, 2)
+    fwd, bwd = per_layer[inv.reshape(-1), 0], per_layer[inv.reshape(-1), 1]
+    one = fwd * (2 if recompute else 1) + bwd
     layers = np.array([la for la, _ in mapping], dtype=np.float64)[:, None]
-    flops = 3 * layers * (24 * h * h * n + 4 * n * n * h) * (4 / 3 if recompute else 1.0)
-    t = flops / (A100_FLOPS * EFFICIENCY)
+    t = layers * one[None, :]
     groups = _groups(mapping)
     for i in range(len(mapping) - 1):
         first, nxt = groups[i][0], groups[i + 1][0]
-        t[i] += 2 * n * h * 2 / _bw(first, nxt - first + 1)                       # hand-off, fwd + bwd
+        hop = _nodes(first, nxt - first + 1) > 1
+        handoff = np.array([_handoff_s(int(x), h, hop) for x in uniq])
+        t[i] += 2 * handoff[inv.reshape(-1)]                                       # hand-off, fwd + bwd
     return t
 
 
@@ -132,6 +171,6 @@ def iteration_s(job: Job, mapping: Mapping, lengths: np.ndarray, recompute: bool
     exposed = 0.0
     for i, ((la, gg), (first, _)) in enumerate(zip(mapping, _groups(mapping), strict=True)):
         if gg > 1:
-            allreduce = 2 * (gg - 1) / gg * 2 * job.params_per_layer * la / _bw(first, gg)
+            allreduce = _collective_s("allreduce", 2 * job.params_per_layer * la, first, gg)
             exposed = max(exposed, allreduce - 2 / 3 * t[i, -1])    # overlaps the last backward (DDP buckets)
     return pipeline + exposed

@@ -135,8 +135,8 @@ def reproduce(run: Run) -> Result:
     restart_share = (lost["s1"].sum() - lost["s4"].sum()) / lost["s1"].sum()
     result.findings.append(CLAIMS[3].measure(share, f"{len(durations)} fail-slows, durations log-uniform in 30 s-2 h; "
                                                     f"always-restart wins back {restart_share:.2f}; restart costs "
-                                                    f"{costs.restart_s:.0f} s here (208 GB checkpoint at the measured NVMe "
-                                                    f"{costs.storage_gbps:.1f} GB/s)"))
+                                                    f"{costs.restart_s:.0f} s here (208 GB checkpoint at the "
+                                                    f"measured NVMe {costs.storage_gbps:.1f} GB/s)"))
     short = durations < 600
     result.findings.append(CLAIMS[4].measure(
         lost["s4"][short].sum() / max(lost["ladder"][short].sum(), 1e-9),

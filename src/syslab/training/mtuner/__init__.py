@@ -28,7 +28,7 @@ SYSTEM = System(
     fidelity=Fidelity.HYBRID,
     real="the planner (DP and exact integer program) and a 2-process gloo demo of cached vs re-gathered sharded "
          "frozen weights with LoRA",
-    modelled="layer and collective times on 8-GPU A100 servers with PCIe or NVLink (FLOPs and datasheets)",
+    modelled="layer and collective times on 8-GPU A100 servers with PCIe or NVLink (the shared core.gpu cost model)",
     claims=_reproduction.CLAIMS,
     reproduce=_reproduction.reproduce,
     requires=("torch",),

@@ -14,13 +14,18 @@ Activations per GPU follow Korthikanti et al. 2022 ("Reducing Activation Recompu
 sequence parallel): 34 s h bytes per sequence per layer over the TP degree, or only the layer input (2 s h / TP)
 with recomputation.
 
-**Time per layer** (modelled; the artifact uses measured Megatron times, which we cannot take here):
-compute = the layer's forward (+ one more forward if recomputed) and backward-for-activations FLOPs (frozen
-weights have no weight gradient) over 8 GPUs at ``GEMM_EFF`` of peak; weight all-gather = W ((g - b) + (g - d))/8
-bytes per GPU per iteration, overlapped with compute (FSDP-style prefetch), so the layer takes
-max(compute, gather); tensor-parallel all-reduces of the activations (2 in the forward, 2 in the backward,
-ring: 2 (t - 1)/t of the bytes) are on the critical path. Collectives run at ``LINK_EFF`` of the link's
-per-direction bandwidth. The artifact's x1.05 penalties for mixed choices are upstream heuristics; we count
+**Time per layer** (modelled; the artifact uses measured Megatron times, which we cannot take here), from the
+shared GPU cost model (``syslab.core.gpu``, calibrated on published cuBLAS/CUTLASS GEMM, FlashAttention-2, NCCL
+and PCIe copy measurements; see ``core/gpu/calibration.py``): compute = one GPU's share of the layer (its TP
+group's tokens as GEMM rows, 1/t of each weight's columns or rows; ``gemm_s``) forward (+ one more forward if
+recomputed) and backward for activations only (frozen weights have no weight gradient: each GEMM's
+input-gradient GEMM, and the causal attention backward; ``attention_s``); weight all-gather = W ((g - b) +
+(g - d))/8 bytes per GPU per iteration (``collective_s("allgather")`` from d/8 and from b/8 to g/8: g/d and g/b
+ranks), overlapped with compute (FSDP-style prefetch), so the layer takes max(compute, gather); tensor-parallel
+all-reduces of the activations (2 in the forward, 2 in the backward, ``collective_s("allreduce")`` over t
+ranks) are on the critical path. Collectives run on the server's link as a one-node ``core.gpu.Fabric`` (PCIe
+servers at the fitted PCIe bandwidth, NVLink servers at the measured NCCL bus bandwidth). The artifact's x1.05
+penalties for mixed choices are upstream heuristics; we count
 the extra gathers instead.
 
 **Planner:** a knapsack DP over layers with state (cumulative peak, cumulative valley) in units of
@@ -38,12 +43,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from syslab.core import gpu as G
 from syslab.core.errors import InputError
+from syslab.core.gpu.transformer import gemm_shapes
 from syslab.core.hardware import GPU, Link
 from syslab.core.models import DTYPE_BYTES, Transformer
 
-GEMM_EFF = 0.6        # fraction of peak bf16 FLOP/s dense GEMMs reach (our assumption, as in the serving models)
-LINK_EFF = 0.8        # NCCL collectives at ~80% of a link's per-direction bandwidth (our assumption)
 ACT_BYTES = 34        # activation bytes per token per hidden unit per layer (Korthikanti et al. 2022, Table 2)
 SIZES = (8, 4, 2, 1)
 
@@ -81,8 +86,11 @@ class Server:
         return self.gpu.hbm_gb * 1e9
 
     @property
-    def collective_bps(self) -> float:
-        return self.link.gbps * 1e9 * LINK_EFF
+    def fabric(self) -> G.Fabric:
+        return G.Fabric(intra=self.link.name, gpus_per_node=self.gpus)
+
+    def collective_s(self, op: str, n_bytes: float, ranks: int) -> float:
+        return G.collective_s(op, n_bytes, ranks, self.gpu, fabric=self.fabric)
 
 
 @dataclass(frozen=True)
@@ -109,20 +117,39 @@ class LayerCost:
     tp_s: float
 
 
+_COSTS: dict[tuple, LayerCost] = {}
+
+
 def layer_cost(w: Workload, server: Server, c: Choice) -> LayerCost:
-    """Time and per-GPU memory of one transformer layer under choice ``c`` (see the module docstring)."""
+    """Time and per-GPU memory of one transformer layer under choice ``c`` (see the module docstring);
+    memoised by (workload, server, choice)."""
+    key = (w, server.name, server.gpu.name, server.link.name, server.gpus, c)
+    if key not in _COSTS:
+        _COSTS[key] = _layer_cost(w, server, c)
+    return _COSTS[key]
+
+
+def _layer_cost(w: Workload, server: Server, c: Choice) -> LayerCost:
     shape, n = w.shape, server.gpus
     tokens = n * w.micro_batch * w.seq_len                        # per step, whole server
     t = c.tp
     weight = w.layer_weight_bytes
-    params = weight / DTYPE_BYTES["bf16"]
-    fwd = 2 * params * tokens + 2 * shape.hidden * w.seq_len * tokens     # GEMMs + causal attention
-    flops = fwd * (3 if c.recompute else 2)                       # forward, (re-forward), backward for activations
-    compute = flops / n / (server.gpu.peak_tflops["bf16"] * 1e12 * GEMM_EFF)
-    gather_bytes = weight * ((c.gather_to - c.bwd_discard_to) + (c.gather_to - c.discard_to)) / 8
-    gather = gather_bytes / server.collective_bps
     act_tokens = tokens * t / n                                   # tokens one TP group processes
-    tp = 0.0 if t == 1 else 4 * 2 * (t - 1) / t * act_tokens * shape.hidden * 2 / server.collective_bps
+    m = int(act_tokens)
+    g = server.gpu
+    shapes = gemm_shapes(shape, t)
+    heads = max(shape.heads // t, 1)
+    batch = act_tokens / w.seq_len
+    fwd = sum(G.gemm_s(m, cols, depth, g) for cols, depth in shapes) \
+        + G.attention_s(batch, w.seq_len, heads, shape.head_dim, g, causal=True)
+    bwd = sum(G.gemm_s(m, depth, cols, g) for cols, depth in shapes) \
+        + G.attention_s(batch, w.seq_len, heads, shape.head_dim, g, causal=True, backward=True)
+    compute = fwd * (2 if c.recompute else 1) + bwd               # forward, (re-forward), backward for activations
+    gather_bytes = weight * ((c.gather_to - c.bwd_discard_to) + (c.gather_to - c.discard_to)) / 8
+    full = weight * c.gather_to / 8                               # the gathered share of the weight
+    gather = (server.collective_s("allgather", full, c.gather_to // c.bwd_discard_to)
+              + server.collective_s("allgather", full, c.gather_to // c.discard_to))
+    tp = 4 * server.collective_s("allreduce", act_tokens * shape.hidden * 2, t)
     act = act_tokens * shape.hidden * (2 if c.recompute else ACT_BYTES) / t
     return LayerCost(max(compute, gather) + tp, weight * c.discard_to / 8 + act, weight * c.bwd_discard_to / 8,
                      gather_bytes, compute, gather, tp)

@@ -13,8 +13,8 @@ recomputation, combines recomputation with swapping to host memory, and rebalanc
 forward-migration order rewrite, the swap-ratio search, the half-layer partition moves), every schedule's
 simulation and validation (dependencies, overlaps, per-stage memory measured on the timeline), and a torch
 measurement of what autograd saves per operator on a tiny Llama layer that checks the operator table.
-**Modelled:** A100-80GB compute and memory, PCIe swapping, from datasheets and assumed kernel efficiencies
-(``operators.py``, ``plan.py``).
+**Modelled:** A100-80GB kernel times from the shared GPU cost model (``core.gpu``: each operator's GEMM shape,
+causal attention, memory-bound elementwise kernels; ``operators.py``) and PCIe swapping (``plan.py``).
 """
 
 from syslab.core.claims import Fidelity, System
@@ -30,7 +30,7 @@ SYSTEM = System(
     fidelity=Fidelity.HYBRID,
     real="recomputation planner (exact knapsack), schedule rewrite, swap and partition search, simulation and "
          "validation of every schedule; per-operator saved bytes measured in torch on a tiny layer",
-    modelled="A100-80GB times and memory of Llama-2-style 18B-28B models, PCIe swapping",
+    modelled="A100-80GB kernel times (core.gpu) and memory of Llama-2-style 18B-28B models, PCIe swapping",
     claims=_reproduction.CLAIMS,
     reproduce=_reproduction.reproduce,
 )

@@ -22,21 +22,23 @@ layer in torch and attributes every saved tensor storage (parameters and constan
 that saved it; the test checks the GEMM and SwiGLU groups against this table exactly (CPU's unfused RMSNorm
 and SDPA save a little more than the fused kernels, which the report shows).
 
-Times on an A100-80GB (datasheet: 312 TFLOP/s dense BF16, 2,039 GB/s HBM): GEMMs at an assumed 60% of peak,
-causal flash attention at 50% (4 s h / 2 FLOPs per token), elementwise operators memory-bound at 80% of HBM
-bandwidth, reading and writing each element once in BF16. The efficiencies are our assumptions, not
-measurements; the backward of everything costs 2x its forward (the usual approximation, and our notes').
+Times on an A100-80GB come from the shared GPU cost model (``syslab.core.gpu``, calibrated on published
+cuBLAS/CUTLASS GEMM and FlashAttention-2 measurements; see ``core/gpu/calibration.py``): each GEMM group is
+``gemm_s`` of its real shape (m = the micro-batch's tokens, n and k the projection's output and input widths),
+attention is ``attention_s`` (causal, forward: what a recomputation reruns), and the elementwise operators are
+``memory_s`` of reading and writing each element once in BF16 (one kernel each). The backward of everything
+costs 2x its forward (the usual approximation, and our notes').
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from syslab.core import gpu as G
 from syslab.core.hardware import gpu
 from syslab.core.models import Transformer
 
 BYTES = 2                                   # BF16 activations
-GEMM_EFF, ATTN_EFF, HBM_EFF = 0.6, 0.5, 0.8
 
 
 @dataclass(frozen=True)
@@ -57,18 +59,18 @@ def layer_groups(t: Transformer, seq: int, micro_batch: int = 1, gpu_name: str =
     g = gpu(gpu_name)
     n = seq * micro_batch
     h, ffn, kv = t.hidden, t.ffn, t.kv_heads * t.head_dim
-    gemm = lambda flops: flops / (g.peak_flops("bf16") * GEMM_EFF)          # noqa: E731
-    elementwise = lambda elems: 2 * elems * BYTES / (g.hbm_bytes_per_s * HBM_EFF)  # noqa: E731
-    attn = 4 * seq * h / 2 * n / (g.peak_flops("bf16") * ATTN_EFF)
+    gemm = lambda cols, depth: G.gemm_s(n, cols, depth, g)        # noqa: E731  (n x depth) @ (depth x cols)
+    elementwise = lambda elems: G.memory_s(2 * elems * BYTES, g)  # noqa: E731  read + write, one kernel
+    attn = G.attention_s(micro_batch, seq, t.heads, t.head_dim, g, causal=True, backward=False)
     b = lambda elems: elems * n * BYTES                                      # noqa: E731
     return [
         Group("attn-input", "attn", b(h), 0.0, False, droppable=False),
         Group("norm1-out", "attn", b(h), elementwise(h * n), True),
-        Group("qkv-out", "attn", b(h + 2 * kv), gemm(2 * h * (h + 2 * kv) * n) + elementwise((h + kv) * n), False),
+        Group("qkv-out", "attn", b(h + 2 * kv), gemm(h + 2 * kv, h) + elementwise((h + kv) * n), False),
         Group("attn-out", "attn", b(h), attn, False),
         Group("mlp-input", "mlp", b(h), 0.0, False, droppable=False),
         Group("norm2-out", "mlp", b(h), elementwise(h * n), True),
-        Group("gate-up-out", "mlp", b(2 * ffn), gemm(2 * h * 2 * ffn * n), False),
+        Group("gate-up-out", "mlp", b(2 * ffn), gemm(2 * ffn, h), False),
         Group("silu-out", "mlp", b(ffn), elementwise(ffn * n), True),
         Group("mul-out", "mlp", b(ffn), elementwise(ffn * n), True),
     ]
@@ -80,10 +82,9 @@ def half_forward_s(t: Transformer, seq: int, micro_batch: int = 1, gpu_name: str
     g = gpu(gpu_name)
     n = seq * micro_batch
     h, ffn = t.hidden, t.ffn
-    gemm = lambda flops: flops / (g.peak_flops("bf16") * GEMM_EFF)          # noqa: E731
     groups = layer_groups(t, seq, micro_batch, gpu_name)
-    attn = sum(x.recompute_s for x in groups if x.half == "attn") + gemm(2 * h * h * n)
-    mlp = sum(x.recompute_s for x in groups if x.half == "mlp") + gemm(2 * ffn * h * n)
+    attn = sum(x.recompute_s for x in groups if x.half == "attn") + G.gemm_s(n, h, h, g)        # o_proj
+    mlp = sum(x.recompute_s for x in groups if x.half == "mlp") + G.gemm_s(n, h, ffn, g)        # down
     return {"attn": attn, "mlp": mlp}
 
 

@@ -11,8 +11,8 @@ bubbles, keeping the encoder-LLM dependencies.
 **What runs for real here (MODELLED).** The algorithms: plan enumeration with the memory bound, micro-batch
 splits, kernel packing into idle compute and link time with the placement rule, the dependency and overlap
 checks, the exact min-max layer partition of the balanced baseline. **Modelled:** every duration: the LLM
-from FLOPs on H100 at an assumed efficiency, the ViT-22B from the paper's per-layer times, DP collectives
-from datasheet bandwidths (``model.py``).
+from its GEMMs and attention on H100 (``core.gpu``), the ViT-22B from the paper's per-layer times, TP and DP
+collectives from the cost model's NCCL calibration (``model.py``).
 """
 
 from syslab.core.claims import Fidelity, System
@@ -27,7 +27,8 @@ SYSTEM = System(
     fidelity=Fidelity.MODELLED,
     real="planner, kernel packing into bubbles with the placement rule, dependency and overlap checks, the "
          "balanced baseline's exact partition",
-    modelled="all durations: GPT-175B and ViT-22B kernels on H100, NVLink and InfiniBand collectives",
+    modelled="all durations: GPT-175B kernels and NVLink/InfiniBand collectives on H100 (core.gpu), ViT-22B from "
+             "the paper's per-layer times",
     claims=_reproduction.CLAIMS,
     reproduce=_reproduction.reproduce,
 )

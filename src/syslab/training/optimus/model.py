@@ -4,11 +4,17 @@ encoder as a list of kernels (Feng et al., ATC'25, arXiv 2408.03505).
 LLM (GPT-175B, sequence 2,048, one sample per micro-batch): PP = 8 stages with 2 chunks each (16 virtual
 stages of 6 layers), TP = 8 H100s per stage. One layer's forward is two compute kernels (attention block,
 MLP block) each followed by a tensor-parallel all-reduce during which compute idles (a *TP bubble*); the
-backward is the same with twice the compute. Compute: the layer's FLOPs (24 h^2 s + 4 s^2 h) over TP at an
-assumed 60% of the H100's dense BF16 peak (989 TFLOP/s, datasheet); all-reduce: ring, 2 (t - 1) / t of the
-s x h BF16 activations over NVLink 4 (450 GB/s per direction, datasheet). DP bubbles: an all-gather of the
-stage's BF16 parameters before the iteration and a reduce-scatter of its gradients after it, ring over DP
-replicas on InfiniBand NDR (50 GB/s per GPU, datasheet), the GPU's compute idle meanwhile.
+backward is the same with its own compute. Kernel times come from the shared GPU cost model (``syslab.core.gpu``,
+calibrated on published cuBLAS/CUTLASS GEMM, FlashAttention-3 and NCCL measurements; see
+``core/gpu/calibration.py``): the attention block is the QKV GEMM (s x h) @ (h x 3h / t), causal
+FlashAttention over h / head_dim / t heads and the output projection (s x h / t) @ (h / t x h); the MLP block the
+up (s x h) @ (h x 4h / t) and down (s x 4h / t) @ (4h / t x h) GEMMs (``gemm_s``, ``attention_s``). The backward
+runs, per GEMM, the input-gradient GEMM (s x n) @ (n x k) and the weight-gradient GEMM (k x s) @ (s x n), and the
+attention backward. TP all-reduce: ``collective_s("allreduce")`` of the s x h BF16 activations over the t GPUs of
+one DGX H100 (NVLink 4). DP bubbles: an all-gather of the stage's BF16 parameters before the iteration and a
+reduce-scatter of its gradients after it, over the DP replicas, one per node (``collective_s`` with nodes = DP on
+InfiniBand NDR; the 8 TP ranks of a node run 8 such rings at once, so each ring gets one of the node's 8 NICs),
+the GPU's compute idle meanwhile.
 
 Encoder (ViT-22B: 48 layers): per micro-batch, a layer takes 1.4 ms forward and 2.0 ms backward at TP = 8
 (the paper's measurement, our notes), as 8 kernels: 6 compute kernels and 2 TP all-reduces of 0.15 ms each.
@@ -24,11 +30,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from syslab.core.hardware import gpu, link
+from syslab.core import gpu as G
+from syslab.core.gpu.transformer import gemm_shapes
+from syslab.core.hardware import gpu
 from syslab.core.models import model
 from syslab.training import pipeline as P
 
-COMPUTE_EFF = 0.6                                # our assumption for large GEMMs on H100
+DEVICE = "H100-SXM"
+NODE = G.Fabric(intra="nvlink4", gpus_per_node=8, nic="ib-ndr", nics_per_node=8)     # DGX H100
+DP_RING = G.Fabric(intra="nvlink4", gpus_per_node=1, nic="ib-ndr", nics_per_node=1)  # one DP ring per NIC
 ENC_LAYERS = 48
 ENC_PARAMS = 22e9
 ENC_FWD_MS, ENC_BWD_MS = 1.4, 2.0                # per ViT-22B layer and micro-batch at TP = 8 (the paper)
@@ -58,15 +68,31 @@ class LLMJob:
 
     def __post_init__(self) -> None:
         t = model(self.name)
-        g = gpu("H100-SXM")
-        flops = 24 * t.hidden ** 2 * self.seq + 4 * self.seq ** 2 * t.hidden
-        self.compute_fwd_s = flops / self.tp / (g.peak_flops("bf16") * COMPUTE_EFF)
-        act_bytes = self.seq * t.hidden * 2
-        self.allreduce_s = 2 * (self.tp - 1) / self.tp * act_bytes / (link("nvlink4").gbps * 1e9)
+        g = gpu(DEVICE)
+        s, tp = self.seq, self.tp
+        qkv, proj, up, down = gemm_shapes(t, tp)
+
+        def fwd(shapes: list[tuple[int, int]]) -> float:
+            return sum(G.gemm_s(s, n, k, g) for n, k in shapes)
+
+        def bwd(shapes: list[tuple[int, int]]) -> float:       # input gradient + weight gradient per GEMM
+            return sum(G.gemm_s(s, k, n, g) + G.gemm_s(k, n, s, g) for n, k in shapes)
+
+        heads = max(t.heads // tp, 1)
+        attn_f = G.attention_s(1, s, heads, t.head_dim, g, causal=True)
+        attn_b = G.attention_s(1, s, heads, t.head_dim, g, causal=True, backward=True)
+        self.attn_fwd_s, self.mlp_fwd_s = fwd([qkv, proj]) + attn_f, fwd([up, down])
+        self.attn_bwd_s, self.mlp_bwd_s = bwd([qkv, proj]) + attn_b, bwd([up, down])
+        self.compute_fwd_s = self.attn_fwd_s + self.mlp_fwd_s
+        self.compute_bwd_s = self.attn_bwd_s + self.mlp_bwd_s
+        act_bytes = s * t.hidden * 2
+        self.allreduce_s = G.collective_s("allreduce", act_bytes, tp, g, fabric=NODE)
         self.layers = t.layers
         params_per_gpu = t.params / (self.pp * self.tp)
-        ring = (self.dp - 1) / self.dp * params_per_gpu * 2 / (link("ib-ndr").gbps * 1e9)
-        self.all_gather_s = self.reduce_scatter_s = ring
+        self.all_gather_s = G.collective_s("allgather", params_per_gpu * 2, self.dp, g, nodes=self.dp,
+                                           fabric=DP_RING)
+        self.reduce_scatter_s = G.collective_s("reducescatter", params_per_gpu * 2, self.dp, g, nodes=self.dp,
+                                               fabric=DP_RING)
         self.params = t.params
 
     @property
@@ -77,12 +103,12 @@ class LLMJob:
         return self.compute_fwd_s + 2 * self.allreduce_s
 
     def layer_bwd_s(self) -> float:
-        return 2 * self.compute_fwd_s + 2 * self.allreduce_s
+        return self.compute_bwd_s + 2 * self.allreduce_s
 
     def kernels(self, backward: bool) -> list[Kernel]:
         """One layer: [compute, TP all-reduce] x 2 (attention block, MLP block)."""
-        c = self.compute_fwd_s * (2 if backward else 1) / 2
-        return [Kernel("attn", c), Kernel("tp-ar", self.allreduce_s, True), Kernel("mlp", c),
+        attn, mlp = (self.attn_bwd_s, self.mlp_bwd_s) if backward else (self.attn_fwd_s, self.mlp_fwd_s)
+        return [Kernel("attn", attn), Kernel("tp-ar", self.allreduce_s, True), Kernel("mlp", mlp),
                 Kernel("tp-ar", self.allreduce_s, True)]
 
 

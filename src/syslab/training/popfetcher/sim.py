@@ -1,20 +1,27 @@
 """Expert-parallel MoE layers on modelled hardware: vanilla expert parallelism, FasterMoE-like shadowing, a
 Janus-like static push/pull, and PopFetcher's predicted, per-worker expert prefetch.
 
-**Model** (assumptions, set before running; GPT-MoE-like shapes): ``workers`` GPUs, one per node, joined by
-InfiniBand HDR (``core.hardware``: 25 GB/s per direction, collectives at ``LINK_EFF`` of it); ``experts``
+**Model** (assumptions, set before running; GPT-MoE-like shapes): ``workers`` A100s, one per node, joined by
+InfiniBand HDR (one 200 Gb/s NIC each: ``core.gpu.Fabric(nic="ib-hdr", nics_per_node=1)``); kernel and link
+times come from the shared GPU cost model (``syslab.core.gpu``, calibrated on published cuBLAS/CUTLASS GEMM,
+FlashAttention-2, NCCL and InfiniBand measurements; see ``core/gpu/calibration.py``); ``experts``
 experts placed round-robin (expert e on worker e mod workers); each worker holds ``tokens`` tokens per
 iteration, routed top-2, and each worker's tokens follow the layer's global routing distribution. A token
 row is ``hidden`` x 2 bytes (fp16); an expert (two ``hidden`` x 4 ``hidden`` matrices) is 16 ``hidden``^2 bytes.
 
-* Forward of one MoE layer: all-to-all dispatch, expert compute, all-to-all combine. An all-to-all takes as
-  long as the busiest worker's larger direction (send or receive) over its link. Expert compute: the busiest
-  worker's tokens x 2 x expert parameters FLOPs at ``GEMM_EFF`` of the A100's bf16 peak.
+* Forward of one MoE layer: all-to-all dispatch, expert compute, all-to-all combine. A skewed all-to-all takes
+  as long as a uniform one (``collective_s("alltoall")`` over ``workers`` nodes) in which every worker moves
+  as many bytes as the busiest worker's larger direction (send or receive). Expert compute: the busiest
+  worker's expert FFNs, each its two GEMMs (rows x h) @ (h x 4h) and (rows x 4h) @ (4h x h) (``gemm_s``).
+  Replica pulls and gradient returns are point-to-point (``collective_s("sendrecv")``), FasterMoE's shadowing
+  a broadcast (``collective_s("broadcast")``).
 * Backward: the same two all-to-alls (gradients), expert compute x 2 (input and weight gradients), and the
   gradient all-reduce of replicated experts back to their owners. With all-to-all priority (PopFetcher) that
   reduction only uses the link when the all-to-alls do not (it hides under the backward compute); in FIFO
   sharing it queues in front of them.
-* The attention before each MoE layer leaves the link idle for ``attention_s``: PopFetcher pulls its predicted
+* The attention before each MoE layer leaves the link idle for ``attention_s`` (QKV, output projection and
+  causal attention of 2,048-token sequences, twice, and one dense FFN, at ``heads`` heads; ``gemm_s`` and
+  ``attention_s``): PopFetcher pulls its predicted
   experts then; whatever does not fit delays the layer.
 
 **Policies.** Vanilla: no replicas. FasterMoE-like: after the gate, broadcast every expert whose all-to-all
@@ -28,15 +35,15 @@ candidate set of our notes (<= k x workers); pulls that overflow the attention w
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from syslab.core.hardware import gpu, link
+from syslab.core import gpu as G
 from syslab.training.popfetcher.routing import RoutingTrace, predict_next_layer
 
-GEMM_EFF = 0.6            # as in the other modelled systems (our assumption)
-LINK_EFF = 0.8            # collectives at ~80% of link bandwidth (our assumption)
+SEQ = 2048                # tokens per sequence
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,9 @@ class Cluster:
     experts: int = 16
     tokens: int = 8192                 # tokens per worker per iteration (e.g. 4 sequences of 2,048)
     hidden: int = 1024
-    link_gbps: float = link("ib-hdr").gbps
-    tflops: float = gpu("A100-80GB").peak_tflops["bf16"]
-
-    @property
-    def bw(self) -> float:
-        return self.link_gbps * 1e9 * LINK_EFF
+    heads: int = 16                    # attention heads (head dim 64 at hidden 1,024)
+    device: str = "A100-80GB"
+    fabric: G.Fabric = G.Fabric(intra="nvlink3", gpus_per_node=1, nic="ib-hdr", nics_per_node=1)
 
     @property
     def row_bytes(self) -> float:
@@ -60,18 +64,34 @@ class Cluster:
     def expert_bytes(self) -> float:
         return 16.0 * self.hidden ** 2
 
-    @property
-    def flops_per_row(self) -> float:
-        return 2 * 8.0 * self.hidden ** 2            # two hidden x 4 hidden GEMMs, forward
+    def a2a_s(self, rows: float) -> float:
+        """An all-to-all in which every worker sends ``rows`` token rows to the others."""
+        n = self.workers
+        return G.collective_s("alltoall", rows * self.row_bytes * n / (n - 1), n, self.device, nodes=n,
+                              fabric=self.fabric) if n > 1 else 0.0
 
-    @property
+    def p2p_s(self, n_bytes: float) -> float:
+        """A point-to-point transfer between two workers (two nodes)."""
+        return G.collective_s("sendrecv", n_bytes, 2, self.device, nodes=2, fabric=self.fabric)
+
+    def broadcast_s(self, n_bytes: float) -> float:
+        n = self.workers
+        return G.collective_s("broadcast", n_bytes, n, self.device, nodes=n, fabric=self.fabric)
+
+    def expert_s(self, rows: np.ndarray | float) -> np.ndarray | float:
+        """Forward of one expert FFN over ``rows`` token rows (vectorised; 0 for none)."""
+        h = self.hidden
+        return G.gemm_s(rows, 4 * h, h, self.device) + G.gemm_s(rows, h, 4 * h, self.device)
+
+    @functools.cached_property
     def attention_s(self) -> float:
         """The non-MoE compute before a MoE layer, when MoE replaces every other FFN (as in GShard, Switch and
         DeepSpeed-MoE's GPT models): one dense layer (attention and FFN) plus the MoE layer's own attention,
         over sequences of 2,048 tokens."""
-        attention = 2 * 4 * self.hidden ** 2 + 4 * 2048 * self.hidden
-        ffn = 2 * 8 * self.hidden ** 2
-        return self.tokens * (2 * attention + ffn) / (self.tflops * 1e12 * GEMM_EFF)
+        h, m = self.hidden, self.tokens
+        attention = (G.gemm_s(m, 3 * h, h, self.device) + G.gemm_s(m, h, h, self.device)
+                     + G.attention_s(m / SEQ, SEQ, self.heads, h // self.heads, self.device, causal=True))
+        return 2 * attention + float(self.expert_s(m))
 
     def owner(self, e: int) -> int:
         return e % self.workers
@@ -107,28 +127,28 @@ def layer_time(load: np.ndarray, c: Cluster, replicas: np.ndarray, prefetched: b
     local = replicas.copy()
     local[owner, np.arange(e)] = True
     send = np.array([(per_worker * ~local[w]).sum() for w in range(n)])          # rows w sends away
-    # rows each owner receives: from every worker without a copy
+    # rows each owner receives: from every worker without a copy; rows[w, x]: rows of expert x computed on w
     recv = np.zeros(n)
-    compute = np.zeros(n)
+    rows = np.zeros((n, e))
     for x in range(e):
         remote = (~local[:, x]).sum()
         recv[owner[x]] += per_worker[x] * remote
-        compute[owner[x]] += per_worker[x] * (remote + 1)
+        rows[owner[x], x] += per_worker[x] * (remote + 1)
         for w in np.flatnonzero(local[:, x]):
             if w != owner[x]:
-                compute[w] += per_worker[x]
+                rows[w, x] += per_worker[x]
     a2a_rows = np.maximum(send, recv).max()
-    a2a_s = a2a_rows * c.row_bytes / c.bw
-    fwd_compute = compute.max() * c.flops_per_row / (c.tflops * 1e12 * GEMM_EFF)
+    a2a_s = c.a2a_s(a2a_rows)
+    fwd_compute = float(c.expert_s(rows).sum(axis=1).max())
     copies = replicas.copy()
     copies[owner, np.arange(e)] = False
     per_worker_replicas = copies.sum(axis=1)
-    pull_s = per_worker_replicas.max() * c.expert_bytes / c.bw
+    pull_s = c.p2p_s(per_worker_replicas.max() * c.expert_bytes)
     exposed_pull = max(0.0, pull_s - c.attention_s) if prefetched else critical_s
     forward = exposed_pull + 2 * a2a_s + fwd_compute
     # backward: gradients of the replicas go back to their owners (a reduction of one expert per replica)
     grad_s = pull_s
-    bwd_compute = 2 * fwd_compute
+    bwd_compute = 2 * fwd_compute          # input- and weight-gradient GEMMs, each the forward's FLOPs
     if priority:                       # all-to-all first; the reduction fills the link during backward compute
         backward = 2 * a2a_s + bwd_compute + max(0.0, grad_s - bwd_compute)
     else:                              # FIFO: the reduction queues ahead of the gradient all-to-alls
@@ -153,7 +173,7 @@ def fastermoe(load: np.ndarray, c: Cluster) -> LayerTime:
     shadow = [x for x in range(c.experts) if _worth_it(load[x] / c.workers * (c.workers - 1) / c.workers, c)]
     rep = np.zeros((c.workers, c.experts), dtype=bool)
     rep[:, shadow] = True
-    broadcast_s = len(shadow) * c.expert_bytes / c.bw              # pipelined ring broadcast, per expert
+    broadcast_s = c.broadcast_s(len(shadow) * c.expert_bytes)     # pipelined ring broadcast
     return layer_time(load, c, rep, False, False, critical_s=broadcast_s)
 
 
@@ -209,9 +229,12 @@ def _replicas_of(predicted: np.ndarray, c: Cluster, k: int) -> np.ndarray:
     replica delays the layer, so it must pass the push/pull break-even (``_worth_it``)."""
     rep = np.zeros((c.workers, c.experts), dtype=bool)
     per_worker = predicted / c.workers
-    rows = predicted.sum() / c.workers                             # a worker's expert rows, balanced
-    backward_s = 2 * rows * c.flops_per_row / (c.tflops * 1e12 * GEMM_EFF)
-    free = int(min(c.attention_s, backward_s) * c.bw // c.expert_bytes)
+    # a worker's backward with the load balanced: its experts / workers experts, each with the mean load
+    backward_s = 2 * c.experts / c.workers * float(c.expert_s(predicted.sum() / c.experts))
+    window = min(c.attention_s, backward_s)
+    free = 0
+    while free < c.experts and c.p2p_s((free + 1) * c.expert_bytes) <= window:
+        free += 1
     for w in range(c.workers):
         remote = [x for x in np.argsort(-per_worker, kind="stable") if c.owner(x) != w][:k]
         chosen = [x for i, x in enumerate(remote) if per_worker[x] > 0 and (i < free or _worth_it(per_worker[x], c))]

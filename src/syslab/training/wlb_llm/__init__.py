@@ -17,18 +17,15 @@ threshold tuning by replay, and CP shard assignment with exact per-rank causal-a
 real document lengths of dataset ``wlb_doc_lengths`` (a long-tail sample of 99,519 lengths whose
 provenance upstream is "the WLB-LLM distribution"; no licence file, used as test input only).
 
-**What is modelled: H100 step time.** A micro-batch's time on one pipeline stage is
-``(linear FLOPs / eta_gemm + attention FLOPs / eta_attn) / peak / (PP * TP * CP)``, the CP group waiting for
-its busiest rank; the iteration time comes from simulating the 1F1B schedule (``training.pipeline``) with
-backward = 2 x forward, and the paper's closed form T = (p - 1) max_j t_j + sum_j t_j (Fig. 5) is reported
-beside it as a cross-check. Constants:
+**What is modelled: H100 step time.** A micro-batch's time on one pipeline stage is its linear work W_l (the
+layer GEMMs and elementwise passes of ``core.gpu.ForwardModel`` at a packed micro-batch's token count, as a
+per-token rate) plus its attention W_a (``core.gpu.attention_pairs_s``: FlashAttention-3 on H100, fitted on the
+FA3 paper's and repository's measurements), over PP x TP x CP GPUs, the CP group waiting for its busiest rank;
+the iteration time comes from simulating the 1F1B schedule (``training.pipeline``) with backward = 2 x forward,
+and the paper's closed form T = (p - 1) max_j t_j + sum_j t_j (Fig. 5) is reported beside it as a cross-check.
+No efficiency is set here: ``attn_scale`` (default 1) exists only for the report's sensitivity sweep.
 
-- FLOPs from ``core.models`` (Llama-2 7B, the paper's 7B model shape) and peak BF16 989.4 TFLOP/s from
-  ``core.hardware`` (NVIDIA H100 SXM datasheet).
-- eta_attn = 0.60: FlashAttention-3 (Shah et al. 2024, arXiv 2407.08608, Fig. 5) reports ~600 TFLOP/s for
-  causal BF16 forward attention at head dim 128 and 8K-16K sequence length on H100 SXM5, i.e. ~0.6 of peak.
-- eta_gemm = 0.75: our assumption for large BF16 GEMMs on H100 SXM (~740 TFLOP/s), in line with the ~75%
-  utilisation FA3 quotes as the dense-matmul ceiling it approaches. It is *not* fitted to any speedup.
+- Shapes from ``core.models`` (Llama-2 7B, the paper's 7B model shape); GPU from ``core.hardware`` (H100 SXM).
 - Query tiles of 128 rows (FA3's forward block size for head dim 128): a document segment of q tokens costs
   as ceil(q / 128) * 128 rows, which is what makes per-document sharding lose on short documents.
 - Parallel layout of the paper's 7B-128K run: TP 8, CP 2, PP 4; N = 8 micro-batches per iteration.
@@ -83,7 +80,7 @@ SYSTEM = System(
     fidelity=Fidelity.HYBRID,
     real="every packer (original, fixed greedy, fixed ILP, WLB-LLM with outlier queues), threshold tuning and "
          "CP sharding with exact per-rank attention FLOPs, on real document lengths",
-    modelled="H100 step time: FLOPs from the Llama-2 7B shape at datasheet peak x cited efficiencies, a simulated "
+    modelled="H100 step time: the Llama-2 7B shape's kernels on the shared GPU cost model (core.gpu), a simulated "
              "1F1B schedule",
     claims=CLAIMS,
     reproduce=reproduce,

@@ -1,12 +1,34 @@
-"""The modelled H100 cost of a micro-batch (W_a + W_l), imbalance degree and pipeline iteration time."""
+"""The modelled H100 cost of a micro-batch (W_a + W_l), imbalance degree and pipeline iteration time.
+
+Kernel times come from the shared GPU cost model (``syslab.core.gpu``, calibrated on published cuBLAS/CUTLASS
+GEMM and FlashAttention-3 measurements on H100 SXM; see ``core/gpu/calibration.py``). One micro-batch on one
+pipeline stage (``layers / PP`` layers, TP x CP GPUs):
+
+- W_l (linear work): the stage's GEMMs (``core.gpu.ForwardModel.linear_s``: QKV, output, MLP gate/up and down
+  at TP, plus 1/PP of the LM head) over each CP rank's share of the micro-batch, as a per-token time. The rate is
+  taken at a packed micro-batch of ``microbatch_tokens`` tokens (the documents of a micro-batch run through the
+  same GEMMs, so a document's marginal cost is the per-token rate of the packed sequence, not a GEMM of its own),
+  so W_l is exactly linear in tokens.
+- W_a (attention): ``core.gpu.attention_pairs_s`` (FlashAttention-3 forward, heads / TP heads of head_dim), per
+  (query, key) pair at the efficiency of the keys a query block visits (a causal document of d tokens: d / 2),
+  over the busiest CP rank's pairs; the per-kernel launch floor is left out (one varlen kernel per layer per
+  micro-batch, not per document). When only a pair count is known, the keys are those of one causal document
+  with that many pairs.
+- ``attn_scale`` multiplies W_a. It is 1 in every reproduced number; ``with_crossover`` sets it so that W_a(d) =
+  W_l(d) at a chosen d, a *sensitivity knob* for the report's sweep of where attention overtakes linear work,
+  not a calibration.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.optimize import brentq
 
+from syslab.core import gpu as G
 from syslab.core.hardware import GPU, gpu
 from syslab.core.models import Transformer, model
 from syslab.training.pipeline import one_f_one_b_schedule
@@ -18,6 +40,15 @@ from syslab.training.pipeline import one_f_one_b_schedule
 TILE = 128  # FlashAttention-3 forward query block for head dim 128
 
 
+@functools.cache
+def _pair_s(device: str, heads: int, head_dim: int, keys: float) -> float:
+    """Seconds per (query, key) pair of one layer's attention forward at ``keys`` keys per query block, without
+    the launch floor (the difference of two large calls)."""
+    big = 1e12
+    return (G.attention_pairs_s(2 * big, keys, heads, head_dim, device)
+            - G.attention_pairs_s(big, keys, heads, head_dim, device)) / big
+
+
 @dataclass(frozen=True)
 class CostModel:
     """Forward time of one micro-batch on one pipeline stage of an H100 cluster (see the module docstring)."""
@@ -27,38 +58,57 @@ class CostModel:
     tp: int = 8
     cp: int = 2
     pp: int = 4
-    eta_gemm: float = 0.75
-    eta_attn: float = 0.60
+    microbatch_tokens: int = 131072       # the packed micro-batch the GEMM rate is taken at (the 128K context)
+    attn_scale: float = 1.0               # sensitivity knob (``with_crossover``); 1 = the cost model as is
+
+    @functools.cached_property
+    def _linear_per_token_s(self) -> float:
+        """Seconds per micro-batch token of the stage's GEMMs (each CP rank runs tokens / CP rows)."""
+        rows = max(self.microbatch_tokens // self.cp, 1)
+        fm = G.ForwardModel(self.shape, self.device, self.tp)
+        return fm.linear_s(rows) / self.pp / (rows * self.cp)
 
     @property
-    def _per_gpu(self) -> float:
-        """Seconds per FLOP of the whole model, per GPU of the stage's TP x CP group."""
-        return 1.0 / (self.device.peak_flops("bf16") * self.pp * self.tp * self.cp)
+    def _stage_layers(self) -> float:
+        return self.shape.layers / self.pp
 
-    @property
+    def _per_pair_s(self, keys: np.ndarray) -> np.ndarray:
+        """Seconds per (query, key) pair on the stage's layers, for an array of keys-per-query-block."""
+        heads = max(self.shape.heads // self.tp, 1)
+        k = np.maximum(np.asarray(keys, dtype=np.float64), 1.0)
+        uniq, inv = np.unique(k, return_inverse=True)
+        rate = np.array([_pair_s(self.device.name, heads, self.shape.head_dim, float(x)) for x in uniq])
+        return (rate[inv.reshape(-1)].reshape(k.shape) * self._stage_layers * self.attn_scale)
+
+    @functools.cached_property
     def crossover_tokens(self) -> float:
-        """The document length d at which W_a(d) = W_l(d): (2 P / eta_gemm) d = (2 h L / eta_attn) d^2."""
-        return (self.shape.linear_flops_per_token() / self.eta_gemm) / (
-            2.0 * self.shape.hidden * self.shape.layers / self.eta_attn)
+        """The document length d at which W_a(d) = W_l(d) (W_a / W_l grows with d, so the root is unique)."""
+        gap = lambda d: float(self.attention_s(np.array([d]))[0] - self.linear_s(d))  # noqa: E731
+        return float(brentq(gap, 1.0, 1e8, xtol=1e-6, rtol=1e-12))
 
     def with_crossover(self, tokens: float) -> CostModel:
-        """The same model with attention efficiency scaled so that W_a = W_l at ``tokens`` (sensitivity only)."""
-        from dataclasses import replace
-
-        return replace(self, eta_attn=self.eta_attn * tokens / self.crossover_tokens)
+        """The same model with attention time scaled so that W_a = W_l at ``tokens`` (a sensitivity knob, not a
+        calibration: the report sweeps it)."""
+        ratio = float(self.linear_s(tokens) / self.attention_s(np.array([tokens]))[0])
+        return replace(self, attn_scale=self.attn_scale * ratio)
 
     def linear_s(self, tokens: np.ndarray | float) -> np.ndarray | float:
-        """W_l: GEMMs and everything else linear in tokens (Eq. cost model, linear term)."""
-        return np.asarray(tokens) * self.shape.linear_flops_per_token() / self.eta_gemm * self._per_gpu
+        """W_l: the stage's GEMMs, linear in tokens (see the module docstring)."""
+        return np.asarray(tokens) * self._linear_per_token_s
 
-    def attention_pairs_s(self, pairs: np.ndarray | float) -> np.ndarray | float:
-        """Attention time of ``pairs`` (query, key) pairs: 4 * hidden * layers FLOPs each (QK^T and PV)."""
-        return np.asarray(pairs) * 4.0 * self.shape.hidden * self.shape.layers / self.eta_attn * self._per_gpu
+    def attention_pairs_s(self, pairs: np.ndarray | float, mean_keys: np.ndarray | float | None = None
+                          ) -> np.ndarray | float:
+        """Attention time of ``pairs`` (query, key) pairs over the micro-batch (the busiest CP rank's pairs x
+        CP), each query block visiting ``mean_keys`` keys (default: one causal document's, sqrt(pairs / 2))."""
+        p = np.asarray(pairs, dtype=np.float64)
+        keys = np.sqrt(p / 2.0) if mean_keys is None else np.broadcast_to(np.asarray(mean_keys, float), p.shape)
+        out = p / self.cp * self._per_pair_s(keys)
+        return float(out) if out.ndim == 0 else out
 
     def attention_s(self, lengths: np.ndarray) -> np.ndarray:
-        """W_a(d): causal attention of each whole document, d(d+1)/2 pairs."""
+        """W_a(d): causal attention of each whole document, d(d+1)/2 pairs at d / 2 keys per query block."""
         d = np.asarray(lengths, dtype=np.float64)
-        return self.attention_pairs_s(d * (d + 1) / 2)
+        return np.asarray(self.attention_pairs_s(d * (d + 1) / 2, d / 2.0))
 
     def workload(self, lengths: np.ndarray) -> np.ndarray:
         """W_a(d) + W_l(d) per document: the packer's workload estimate."""

@@ -173,7 +173,7 @@ def reproduce(run: Run) -> Result:
             sensitivity = [[f"{x / 1000:.0f}K", label, round(mean_imbalance(batches, cost.with_crossover(x)), 3),
                             round(mean_imbalance(wlb2, cost.with_crossover(x)), 3)]
                            for x, label in ((6000, "the paper's Fig. 7 as read in our notes (unverified)"),
-                                            (cost.crossover_tokens, "ours: FLOPs x cited efficiencies"),
+                                            (cost.crossover_tokens, "ours: the GPU cost model (core.gpu)"),
                                             (100_000, "attention 2.5x cheaper than ours"))]
             result.metrics.update(thresholds_128k=thresholds, delay_1q=delay1, delay_2q=delay2, wlb_ms=wlb_ms)
             cp_seq = [cp_imbalance(per_sequence_shards(doc_lengths(mb), cost.cp)) for b in batches for mb in b if mb]
