@@ -143,8 +143,7 @@ def test_copies_and_storage():
     assert G.copy_s(1e9, "A100-PCIe-80GB") > G.copy_s(1e9, "H100-PCIe")          # PCIe 4 vs 5
     assert G.copy_s(2e9, "A100") > G.copy_s(1e9, "A100") > 1e9 / (link("pcie4").gbps * 1e9)
     assert G.storage_s(1e9) > G.storage_s(1e9, "nvme-array")
-    with pytest.raises(LookupError):
-        G.copy_s(1e9, "A100", pinned=False)
+    assert G.copy_s(1e9, "A100", pinned=False) > 2 * G.copy_s(1e9, "A100")     # host-staged: ~10 GB/s on DGX A100
     with pytest.raises(LookupError):
         G.storage_s(1e9, "tape")
 
@@ -231,7 +230,6 @@ def test_cli_json_outputs():
     ("gpu", "collective", "--op", "allreduce", "--bytes", "nan"),
     ("gpu", "collective", "--op", "allreduce", "--bytes", "1e6", "--ranks", "12", "--nodes", "5"),
     ("gpu", "copy", "--bytes", "1e9", "--direction", "sideways"),
-    ("gpu", "copy", "--bytes", "1e9", "--pageable"),
 ])
 def test_cli_bad_input_is_an_input_error(args):
     from syslab.cli import main

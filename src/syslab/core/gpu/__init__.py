@@ -14,10 +14,28 @@ Datasheet peaks are in ``core.hardware``; this package never returns a time belo
 """
 
 from syslab.core.gpu.calibration import calibration
-from syslab.core.gpu.comm import (Fabric, algbw_busbw, bus_factor, collective_s, copy_gbps, copy_s, default_fabric,
-                                  storage_gbps, storage_s)
-from syslab.core.gpu.compute import (DEFAULT_CURVE, SMCurve, attention_flops, attention_pairs_s, attention_s,
-                                     decode_attention_s, gemm_s, gemm_tflops, memory_s)
+from syslab.core.gpu.comm import (
+                                  Fabric,
+                                  algbw_busbw,
+                                  bus_factor,
+                                  collective_s,
+                                  copy_gbps,
+                                  copy_s,
+                                  default_fabric,
+                                  storage_gbps,
+                                  storage_s,
+)
+from syslab.core.gpu.compute import (
+                                  DEFAULT_CURVE,
+                                  SMCurve,
+                                  attention_flops,
+                                  attention_pairs_s,
+                                  attention_s,
+                                  decode_attention_s,
+                                  gemm_s,
+                                  gemm_tflops,
+                                  memory_s,
+)
 from syslab.core.gpu.transformer import ForwardModel
 
 __all__ = ["DEFAULT_CURVE", "Fabric", "ForwardModel", "SMCurve", "algbw_busbw", "attention_flops",

@@ -190,7 +190,7 @@ def _calibration(name: str) -> Calibration:
     if source != name:
         launch_s = _calibration(source).launch_s        # borrowed with the source's own efficiencies
     else:
-        from syslab.core.gpu.compute import gemm_core_s   # the tile model without its floor (called lazily)
+        from syslab.core.gpu.compute import gemm_core_s  # the tile model without its floor (called lazily)
 
         r = min(rows, key=lambda r: r["m"] * r["n"] * r["k"])
         dtype = r["dtype"] or "bf16"

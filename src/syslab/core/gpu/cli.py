@@ -165,9 +165,6 @@ def gpu_copy(bytes_: Annotated[float, typer.Option("--bytes", help="bytes to cop
     g = _gpu(gpu)
     direction = one_of(direction.lower(), ("h2d", "d2h"), field="--direction")
     n_bytes = float(option(bytes_, "--bytes", min=1, max=1e13))
-    if not pinned:
-        raise InputError("the model has no published pageable-copy measurement to calibrate on.", field="--pageable",
-                         fix="model pinned copies (--pinned), or add a measured row to core/gpu/comm.csv.")
     t = copy_s(n_bytes, g, direction, pinned)
     _emit(as_json, {"time_s": t, "gbps": n_bytes / t / 1e9},
           f"{direction} {'pinned' if pinned else 'pageable'} copy of {n_bytes:.3g} B on {g.name}")

@@ -183,17 +183,18 @@ PCIE_GENERATIONS = ("pcie3", "pcie4", "pcie5")
 def _copy_fit(pcie: str, op: str) -> tuple[float, float]:
     """(bandwidth GB/s, latency s) of ``op`` over a PCIe generation: the largest ``fit`` row's bandwidth; D2H
     without rows uses H2D's (one link, two directions); a generation without rows takes the nearest
-    generation's fraction of line rate. Pageable copies have no published measurement we could cite: they raise."""
-    if op.endswith("pageable"):
-        raise LookupError("no published pageable-copy measurement is calibrated; use pinned copies")
+    generation's fraction of line rate for pinned copies, and its absolute rate for pageable ones (those are
+    bound by the host's staging memcpy, not by the link)."""
     order = sorted(PCIE_GENERATIONS, key=lambda gen: abs(PCIE_GENERATIONS.index(gen) - PCIE_GENERATIONS.index(pcie))
                    if pcie in PCIE_GENERATIONS else 0)
-    for direction in (op, "h2d_pinned"):
+    kind = op.split("_")[1]
+    for direction in (op, f"h2d_{kind}"):
         for gen in order:
             rows = [r for r in comm_rows() if r["fabric"] == gen and r["op"] == direction and r["role"] == "fit"]
             if rows:
-                eff = max(r["value"] for r in rows) / link(gen).gbps
-                return eff * link(pcie).gbps, link(pcie).latency_us * 1e-6
+                best = max(r["value"] for r in rows)
+                bw = best if kind == "pageable" else best / link(gen).gbps * link(pcie).gbps
+                return min(bw, link(pcie).gbps), link(pcie).latency_us * 1e-6
     raise LookupError(f"no fit rows for {op} in core/gpu/comm.csv")
 
 

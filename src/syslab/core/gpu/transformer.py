@@ -60,7 +60,8 @@ class ForwardModel:
     def _linear_s(self, tokens: int) -> float:
         if tokens <= 0:
             return 0.0
-        per_layer = sum(compute.gemm_s(tokens, n, k, self._gpu, self.dtype) for n, k in gemm_shapes(self.shape, self.tp))
+        per_layer = sum(compute.gemm_s(tokens, n, k, self._gpu, self.dtype)
+                        for n, k in gemm_shapes(self.shape, self.tp))
         head = compute.gemm_s(tokens, self.shape.vocab // self.tp, self.shape.hidden, self._gpu, self.dtype)
         return self.shape.layers * per_layer + head
 
