@@ -106,3 +106,22 @@ def test_losing_optimizer_state_in_a_switch_is_detected(monkeypatch):
     monkeypatch.setattr(live.Cluster, "reconfigure", forgetful)
     out = live.run(iterations=20, plan=((0, 4), (10, 1)), dtype=torch.float64)     # a shrink copies layers in
     assert out["max_param_diff"] > 1e-6
+
+
+def test_more_inter_node_bandwidth_never_slows_a_mapping():
+    lengths = np.array([4000] + [800] * 31)
+    for nics in (1, 2, 4, 8):
+        slow = M.Job(fabric=M.G.Fabric("nvlink3", 4, "ib-hdr", nics))
+        fast = M.Job(fabric=M.G.Fabric("nvlink3", 4, "ib-hdr", 2 * nics))
+        for mp in (((32, 16),), ((16, 8),) * 2, ((8, 4),) * 4):
+            assert M.iteration_s(fast, mp, lengths) <= M.iteration_s(slow, mp, lengths) + 1e-12
+
+
+def test_the_sensitivity_note_is_read_from_the_table():
+    from syslab.core.claims import Table
+    from syslab.training.flexpipe.reproduce import _flip
+    cols = ["b", "n", "s", "f", "gain", "fixed", "sw"]
+    none = Table("t", cols, [[32, 2, 4, 4, 1.0, 1.0, 0], [128, 8, 3, 3, 1.05, 1.0, 3]])
+    assert "no swept" in _flip(none) and "1.050x at 128" in _flip(none)
+    some = Table("t", cols, [[32, 2, 4, 4, 1.0, 1.0, 0], [512, 8, 2, 2, 1.3, 1.0, 3]])
+    assert "clears 1.2x at 512 sequences, 8 NICs" in _flip(some)

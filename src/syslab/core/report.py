@@ -74,8 +74,9 @@ baseline; checks are invariants, exactness, closed forms, hygiene and calibratio
 {% if gpu %}<h2 id="gpu-model">The GPU cost model beside published measurements</h2>
 <p>Every modelled kernel, link and copy time in this report comes from one model (<code>syslab.core.gpu</code>),
 fitted on {{ gpu.fitted }} cited measurements. Below, its prediction for each of the {{ gpu.summary.checks }}
-published measurements it was <i>not</i> fitted on: median |error| {{ "%.0f"|format(100 * gpu.summary.median_abs_rel_error) }}%,
-90th percentile {{ "%.0f"|format(100 * gpu.summary.p90_abs_rel_error) }}%, {{ "%.0f"|format(100 * gpu.summary.within_25pct) }}%
+published measurements it was <i>not</i> fitted on: median |error|
+{{ "%.0f"|format(100 * gpu.summary.median_abs_rel_error) }}%, 90th percentile
+{{ "%.0f"|format(100 * gpu.summary.p90_abs_rel_error) }}%, {{ "%.0f"|format(100 * gpu.summary.within_25pct) }}%
 within 25%. Positive errors mean the model is optimistic. <code>syslab gpu validate</code> prints the same table.</p>
 <table><tr>{% for c in gpu.columns %}<th>{{ c }}</th>{% endfor %}</tr>
 {% for r in gpu.rows %}<tr>{% for v in r[:-2] %}<td>{{ fmt(v) }}</td>{% endfor %}

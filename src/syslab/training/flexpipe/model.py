@@ -71,6 +71,7 @@ class Job:
     gpus: int = 16
     batch: int = 32                               # sequences per iteration (one per micro-batch)
     gpu_gb: float = GPU_GB
+    fabric: G.Fabric = FABRIC                     # the links; the reproduction sweeps the NICs per node
 
     @property
     def params_per_layer(self) -> float:
@@ -117,13 +118,13 @@ def _nodes(first: int, count: int) -> int:
     return (first + count - 1) // GPUS_PER_NODE - first // GPUS_PER_NODE + 1
 
 
-def _collective_s(op: str, n_bytes: float, first: int, count: int) -> float:
+def _collective_s(op: str, n_bytes: float, first: int, count: int, fabric: G.Fabric = FABRIC) -> float:
     """``op`` over GPUs first .. first + count - 1 of the cluster; a group spread unevenly over its nodes is
     costed as one GPU per node (the same bus bandwidth, every step a network hop)."""
     nodes = _nodes(first, count)
     if count % nodes:
         nodes = count
-    return G.collective_s(op, n_bytes, count, DEVICE, nodes=nodes, fabric=FABRIC)
+    return G.collective_s(op, n_bytes, count, DEVICE, nodes=nodes, fabric=fabric)
 
 
 @functools.cache
@@ -139,9 +140,9 @@ def _layer_s(tokens: int, hidden: int, heads: int) -> tuple[float, float]:
 
 
 @functools.cache
-def _handoff_s(tokens: int, hidden: int, across_nodes: bool) -> float:
+def _handoff_s(tokens: int, hidden: int, across_nodes: bool, fabric: G.Fabric = FABRIC) -> float:
     """One activation hand-off of ``tokens`` x ``hidden`` BF16 values to the next stage's GPU."""
-    return G.collective_s("sendrecv", tokens * hidden * 2, 2, DEVICE, nodes=2 if across_nodes else 1, fabric=FABRIC)
+    return G.collective_s("sendrecv", tokens * hidden * 2, 2, DEVICE, nodes=2 if across_nodes else 1, fabric=fabric)
 
 
 def microbatch_times(job: Job, mapping: Mapping, lengths: np.ndarray, recompute: bool = False) -> np.ndarray:
@@ -154,11 +155,13 @@ def microbatch_times(job: Job, mapping: Mapping, lengths: np.ndarray, recompute:
     layers = np.array([la for la, _ in mapping], dtype=np.float64)[:, None]
     t = layers * one[None, :]
     groups = _groups(mapping)
+    handoff: dict[bool, np.ndarray] = {}                 # per sequence, inside a node / across nodes
     for i in range(len(mapping) - 1):
         first, nxt = groups[i][0], groups[i + 1][0]
         hop = _nodes(first, nxt - first + 1) > 1
-        handoff = np.array([_handoff_s(int(x), h, hop) for x in uniq])
-        t[i] += 2 * handoff[inv.reshape(-1)]                                       # hand-off, fwd + bwd
+        if hop not in handoff:
+            handoff[hop] = np.array([_handoff_s(int(x), h, hop, job.fabric) for x in uniq])[inv.reshape(-1)]
+        t[i] += 2 * handoff[hop]                                                   # hand-off, fwd + bwd
     return t
 
 
@@ -171,6 +174,6 @@ def iteration_s(job: Job, mapping: Mapping, lengths: np.ndarray, recompute: bool
     exposed = 0.0
     for i, ((la, gg), (first, _)) in enumerate(zip(mapping, _groups(mapping), strict=True)):
         if gg > 1:
-            allreduce = _collective_s("allreduce", 2 * job.params_per_layer * la, first, gg)
+            allreduce = _collective_s("allreduce", 2 * job.params_per_layer * la, first, gg, job.fabric)
             exposed = max(exposed, allreduce - 2 / 3 * t[i, -1])    # overlaps the last backward (DDP buckets)
     return pipeline + exposed
