@@ -73,3 +73,87 @@ def test_cli_replay_json_has_each_policy(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["blitzscale", "replay", "--trace", str(p)])
     assert e.value.code == 2
+
+
+# --- sensitivity: load time and SLO ------------------------------------------------------------------------------
+
+def _burst():
+    import numpy as np
+    import pandas as pd
+
+    n = 600
+    return pd.DataFrame({"arrival_s": np.linspace(0, 3, n), "prompt_tokens": [4000] * n, "output_tokens": [50] * n})
+
+
+@pytest.fixture(scope="module")
+def burst_compare():
+    df = _burst()
+    runs: dict = {}
+    return df, B.compare(df, static_runs=runs), runs
+
+
+def test_slower_stop_the_world_loads_never_help_serverlessllm(burst_compare):
+    df, out, _ = burst_compare
+    rows = B.load_sensitivity(df, out)
+    assert [(r["model"], r["host_cache"]) for r in rows] == list(B.SWEEP_LOADS)
+    default = [r for r in rows if r["default"]]
+    assert len(default) == 1 and default[0]["sllm"] is out["serverlessllm"] and default[0]["blitz"] is out["blitzscale"]
+    assert default[0]["reduction"] == 1 - out["blitzscale"]["p99_ttft_s"] / out["serverlessllm"]["p99_ttft_s"]
+    # the sweep's rows go from the fastest load to the slowest: host cache, NVMe, then bigger weights from NVMe
+    load = [r["sllm"]["mean_load_s"] for r in rows]
+    p99 = [r["sllm"]["p99_ttft_s"] for r in rows]
+    assert load == sorted(load) and p99 == sorted(p99)
+    blitz = [r["blitz"]["p99_ttft_s"] for r in rows]
+    assert blitz == sorted(blitz)                        # bigger weights take BlitzScale's chains longer too
+
+
+def test_load_sweep_under_control_gives_blitzscale_no_edge(burst_compare):
+    df, out, _ = burst_compare
+    rows = B.load_sensitivity(df, out, control=True)
+    assert all(r["reduction"] == 0.0 for r in rows if not r["default"])
+
+
+def test_static_replays_are_reused_and_looser_slos_need_no_more_instances(burst_compare):
+    df, out, runs = burst_compare
+    assert out["static"]["instances"] in runs
+    before = dict(runs)
+    rows = B.slo_sensitivity(df, out, runs)
+    assert all(runs[n] is before[n] for n in before)     # nothing replayed twice
+    assert [r["multiple"] for r in rows] == list(B.SWEEP_SLO_MULTIPLES)
+    n = [r["static_n"] for r in rows]
+    assert n == sorted(n, reverse=True)
+    default = next(r for r in rows if r["default"])
+    assert default["static_n"] == out["static"]["instances"]
+    assert default["saving"] == 1 - out["blitzscale"]["gpu_seconds"] / out["static"]["gpu_seconds"]
+    assert [r["blitz_meets"] for r in rows] == sorted(r["blitz_meets"] for r in rows)   # looser SLOs are easier
+
+
+def test_host_cache_switch_sends_serverlessllm_to_nvme():
+    df = _burst()
+    _, hit = B.run_policy(df, "serverlessllm")
+    _, miss = B.run_policy(df, "serverlessllm", host_cache=False)
+    assert "host" in {x["source"] for x in hit} and {x["source"] for x in miss} == {"ssd"}
+
+
+@pytest.mark.slow
+def test_reproduction_sensitivity_tables_are_consistent_with_the_claims(tmp_path):
+    from syslab import catalog
+    from tests.conftest import need
+
+    need("azure_llm_2023")
+    r = catalog.run_system("blitzscale", "quick", 0, tmp_path)
+    assert r["status"] == "ok", r.get("traceback")
+    f = {x["id"]: x for x in r["findings"]}
+    load = next(t for t in r["tables"] if t["title"].startswith("Sensitivity to the load time"))
+    assert load["rows"][0][-1] == round(f["p99-vs-serverlessllm"]["measured"], 3)
+    slo = next(t for t in r["tables"] if t["title"].startswith("Sensitivity to the TTFT SLO"))
+    cols = slo["columns"]
+    rows = [dict(zip(cols, row, strict=True)) for row in slo["rows"]]
+    default = next(x for x in rows if x["SLO (x unloaded)"] == B.SLO_MULTIPLE)
+    assert default["BlitzScale saving"] == round(f["gpu-vs-static"]["measured"], 3)
+    pol = r["metrics"]["policies"]
+    sllm_saving = 1 - pol["serverlessllm"]["gpu_seconds"] / pol["static"]["gpu_seconds"]
+    assert default["ServerlessLLM saving"] == round(sllm_saving, 3)
+    assert f"saves {sllm_saving:.3f}" in f["gpu-vs-static"]["note"]     # the control's value, computed
+    assert "sensitivity to the load time" in f["p99-vs-serverlessllm"]["note"]
+    assert "sensitivity to the SLO" in f["gpu-vs-static"]["note"]
