@@ -24,3 +24,24 @@ def need(dataset: str) -> DataStore:
     if not s.has(dataset):
         pytest.skip(f"dataset {dataset} not available (set SYSLAB_DATA)")
     return s
+
+
+@pytest.fixture(scope="session")
+def quick_reproduction(tmp_path_factory):
+    """``quick_reproduction(key)`` -> (result, output folder): the system's quick, seed-0 reproduction, run once
+    per test session and shared by the tests that read it (the per-system test and the sensitivity tests)."""
+    from syslab import catalog
+
+    results: dict[str, tuple[dict, Path]] = {}
+
+    def run(key: str) -> tuple[dict, Path]:
+        if key not in results:
+            out = tmp_path_factory.mktemp(key)
+            results[key] = catalog.run_system(key, "quick", 0, out), out
+        return results[key]
+    return run
+
+
+def table(result: dict, title_prefix: str) -> dict:
+    """The table of a reproduction's result whose title starts with ``title_prefix``."""
+    return next(t for t in result["tables"] if t["title"].startswith(title_prefix))

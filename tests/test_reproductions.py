@@ -101,12 +101,12 @@ NOISY = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", list(DATASETS))
-def test_quick_reproduction(key, tmp_path):
+def test_quick_reproduction(key, quick_reproduction):
     if DATASETS[key]:
         need(DATASETS[key])
     if not catalog.get(key).available:
         pytest.skip(f"{key} needs {', '.join(catalog.get(key).missing())}")
-    r = catalog.run_system(key, "quick", 0, tmp_path)
+    r, out = quick_reproduction(key)
     assert r["status"] == "ok", r.get("traceback")
     system = catalog.get(key).load()
     assert [f["id"] for f in r["findings"]] == [c.id for c in system.claims]
@@ -118,7 +118,7 @@ def test_quick_reproduction(key, tmp_path):
             continue
         assert f["holds"] == ((key, f["id"]) not in KNOWN_GAPS), (f["id"], f["measured"], f["expect"])
     for fig in r["figures"]:
-        assert (tmp_path / fig["path"]).stat().st_size > 1000
+        assert (out / fig["path"]).stat().st_size > 1000
 
 
 def test_every_catalog_system_has_a_quick_reproduction_test():

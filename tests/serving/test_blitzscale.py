@@ -5,9 +5,9 @@ import pytest
 from syslab.core.errors import InputError
 from syslab.core.hardware import link
 from syslab.serving import blitzscale as B
+from tests.conftest import need, table
 
 S = 16e9
-
 
 @pytest.mark.parametrize("n", [1, 2, 8, 16])
 def test_chain_schedule_matches_its_closed_form(n):
@@ -136,17 +136,14 @@ def test_host_cache_switch_sends_serverlessllm_to_nvme():
 
 
 @pytest.mark.slow
-def test_reproduction_sensitivity_tables_are_consistent_with_the_claims(tmp_path):
-    from syslab import catalog
-    from tests.conftest import need
-
+def test_reproduction_sensitivity_tables_are_consistent_with_the_claims(quick_reproduction):
     need("azure_llm_2023")
-    r = catalog.run_system("blitzscale", "quick", 0, tmp_path)
+    r, _ = quick_reproduction("blitzscale")
     assert r["status"] == "ok", r.get("traceback")
     f = {x["id"]: x for x in r["findings"]}
-    load = next(t for t in r["tables"] if t["title"].startswith("Sensitivity to the load time"))
+    load = table(r, "Sensitivity to the load time")
     assert load["rows"][0][-1] == round(f["p99-vs-serverlessllm"]["measured"], 3)
-    slo = next(t for t in r["tables"] if t["title"].startswith("Sensitivity to the TTFT SLO"))
+    slo = table(r, "Sensitivity to the TTFT SLO")
     cols = slo["columns"]
     rows = [dict(zip(cols, row, strict=True)) for row in slo["rows"]]
     default = next(x for x in rows if x["SLO (x unloaded)"] == B.SLO_MULTIPLE)

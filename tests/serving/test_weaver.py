@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from syslab.serving import weaver as W
+from tests.conftest import need, table
 
 NODE = W.A100_LLAMA3_8B
-
 
 def test_waits_stop_at_kernel_boundaries_or_at_the_end_of_the_queue():
     tl = W.ColdTimeline(starts=np.array([0.0, 1.0, 5.0]), ends=np.array([1.0, 3.0, 6.0]),
@@ -137,15 +137,12 @@ def test_where_a_sweep_flips():
 
 
 @pytest.mark.slow
-def test_reproduction_sensitivity_tables_are_consistent_with_the_claims(tmp_path):
-    from syslab import catalog
-    from tests.conftest import need
-
+def test_reproduction_sensitivity_tables_are_consistent_with_the_claims(quick_reproduction):
     need("azure_llm_2023")
-    r = catalog.run_system("weaver", "quick", 0, tmp_path)
+    r, _ = quick_reproduction("weaver")
     assert r["status"] == "ok", r.get("traceback")
     f = {x["id"]: x for x in r["findings"]}
-    rate = next(t for t in r["tables"] if t["title"].startswith("Sensitivity to the cold model's request rate"))
+    rate = table(r, "Sensitivity to the cold model's request rate")
     cols = rate["columns"]
     rows = {row[0]: dict(zip(cols, row, strict=True)) for row in rate["rows"]}
     default = rows[W.COLD_RATE_RPS]
@@ -156,7 +153,7 @@ def test_reproduction_sensitivity_tables_are_consistent_with_the_claims(tmp_path
     assert [x["cold GPU utilisation"] for x in ordered] == sorted(x["cold GPU utilisation"] for x in ordered)
     gains = [x["hot-throughput (x)"] for x in ordered]
     assert gains == sorted(gains, reverse=True)                  # a busier cold GPU never helps the hot model
-    cap = next(t for t in r["tables"] if t["title"].startswith("Sensitivity to the largest offloaded share"))
+    cap = table(r, "Sensitivity to the largest offloaded share")
     for row in cap["rows"]:
         gain = [float(c.split("x")[0]) for c in row[1:]]
         assert gain == sorted(gain)
