@@ -1,6 +1,9 @@
 """FlexPipe's reproduction: a GPT-3.35B-like model on 16 modelled A100s trained on a long-tail stream of
 mini-batches, FlexPipe (FMOP + HBSA, switch stall 0.8 s) against static pipelines sized for the longest
 sequence, HBSA against brute force on 8-GPU instances, and the REAL toy live reconfiguration in torch.
+A sensitivity table (not a claim) reruns FlexPipe against the static pipeline with other mini-batch sizes and
+InfiniBand NICs per node, the two assumptions that decide what a switch can win; the throughput finding's
+note says, from that table, whether any swept setting clears the claim's band.
 
 Negative control (``run.control``): FlexPipe's per-iteration FMOP + HBSA decisions are replaced by the static
 pipeline with the fewest stages that fit the longest sequence (the paper's baseline); the checks' work (HBSA
