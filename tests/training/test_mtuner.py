@@ -1,6 +1,7 @@
 """mTuner: the implementation space, the memory and communication arithmetic, the planners against brute
 force and each other; the real demo runs in the quick reproduction."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from syslab.core.hardware import gpu, link
 from syslab.core.models import Transformer, model
 from syslab.training.mtuner import plan as P
+from tests.conftest import table
 
 SERVER = P.Server("PCIe", gpu("A100-80GB"), link("pcie4"))
 
@@ -69,3 +71,55 @@ def test_mtuner_is_never_worse_than_the_baselines_and_fits():
         for base in (P.uniform(w, SERVER, *P.FSDP), P.uniform(w, SERVER, *P.MEGATRON_TP8), P.best_uniform(w, SERVER)):
             assert m.time_s <= base.time_s + 1e-12
         assert len({c.gather_to for c in m.choices}) == 1                # one tensor-parallel degree
+
+
+def test_the_sensitivity_knobs_are_neutral_at_their_defaults_and_only_slow_things_down():
+    w = P.Workload(model("llama2-13b"), 8192)
+    c = P.Choice(8, 8, 1, False)
+    default = P.layer_cost(w, SERVER, c)
+    same = P.layer_cost(w, dataclasses.replace(SERVER, overlap=1.0, link_speed=1.0), c)
+    assert same == default and default.time_s == pytest.approx(max(default.compute_s, default.gather_s)
+                                                               + default.tp_s)
+    serial = P.layer_cost(w, dataclasses.replace(SERVER, overlap=0.0), c)     # no prefetch: compute + gathers
+    assert serial.time_s == pytest.approx(default.compute_s + default.gather_s + default.tp_s)
+    slow = P.layer_cost(w, dataclasses.replace(SERVER, link_speed=0.5), c)
+    assert slow.gather_s > default.gather_s and slow.compute_s == default.compute_s
+    assert (slow.peak_bytes, slow.valley_bytes) == (default.peak_bytes, default.valley_bytes)
+
+
+def test_mtuners_step_time_never_improves_with_less_memory_a_slower_link_or_less_overlap():
+    w = P.Workload(model("llama2-13b"), 8192)
+    times = [P.mtuner(w, dataclasses.replace(SERVER, gpu=dataclasses.replace(SERVER.gpu, hbm_gb=gb))).time_s
+             for gb in (80.0, 64.0, 48.0, 40.0)]
+    assert all(a <= b + 1e-12 for a, b in zip(times, times[1:], strict=False))
+    for knob, values in (("link_speed", (1.0, 0.5, 0.25)), ("overlap", (1.0, 0.5, 0.0))):
+        t = [P.mtuner(w, dataclasses.replace(SERVER, **{knob: v})).time_s for v in values]
+        assert all(a <= b + 1e-12 for a, b in zip(t, t[1:], strict=False)), knob
+
+
+def test_flip_statement_is_computed_from_the_sweep():
+    from syslab.training.mtuner import reproduce as M
+
+    rows = [{"memory_gb": 80.0, "pcie_speed": 1.0, "overlap": 1.0, "pcie_avg": 0.04},
+            {"memory_gb": 80.0, "pcie_speed": 0.5, "overlap": 1.0, "pcie_avg": 0.10},
+            {"memory_gb": 40.0, "pcie_speed": 0.5, "overlap": 1.0, "pcie_avg": 0.20}]
+    note = M.flip_statement(M.CLAIMS[0], rows, "pcie_avg")
+    assert "holds" in note and "1 of 2" in note and "40 GB + PCIe x0.5 (+0.200)" in note
+    assert "2 changed assumptions" in note
+    rows[2]["pcie_avg"] = 0.1
+    assert "does not flip" in M.flip_statement(M.CLAIMS[0], rows, "pcie_avg")
+
+
+@pytest.mark.slow
+def test_reproduction_sensitivity_table_starts_at_the_claims_setting(quick_reproduction):
+    r, _ = quick_reproduction("mtuner")
+    assert r["status"] == "ok", r.get("traceback")
+    f = {x["id"]: x for x in r["findings"]}
+    t = table(r, "Sensitivity")
+    row = dict(zip(t["columns"], t["rows"][0], strict=True))
+    assert (row["GPU memory (GB)"], row["gather/compute overlap"]) == ("80", 1.0)
+    assert row["PCIe avg gain"] == round(f["avg-gain-pcie"]["measured"], 4)
+    assert row["PCIe - NVLink"] == round(f["nvlink-gain-smaller"]["measured"], 4)
+    assert "sensitivity:" in f["avg-gain-pcie"]["note"] and "sensitivity:" in f["nvlink-gain-smaller"]["note"]
+    steps = {(r_[0], r_[1], r_[2]): r_[7] for r_ in t["rows"]}
+    assert steps[("80", 13.1, 1.0)] >= steps[("80", 26.3, 1.0)] and steps[("40", 26.3, 1.0)] >= steps[("80", 26.3, 1.0)]

@@ -5,6 +5,7 @@ import pytest
 
 from syslab.training.popfetcher import routing as R
 from syslab.training.popfetcher import sim as S
+from tests.conftest import table
 
 C = S.Cluster()
 
@@ -72,3 +73,58 @@ def test_control_puts_vanilla_expert_parallelism_in_popfetchers_slots():
     out = S.run_policies(tr, C, control=True)
     assert np.allclose(out["popfetcher"], out["vanilla"]) and np.allclose(out["popfetcher-fifo"], out["vanilla"])
     assert S.run_policies(tr, C)["popfetcher"].mean() < out["vanilla"].mean()
+
+
+def test_a_subset_of_policies_times_exactly_as_the_full_run_and_unknown_ones_are_refused():
+    tr = R.synthetic_trace(12, 3, 16, C.tokens, np.random.default_rng(5))
+    full = S.run_policies(tr, C)
+    part = S.run_policies(tr, C, policies=("vanilla", "popfetcher"))
+    assert set(part) == {"vanilla", "popfetcher"}
+    assert all(np.array_equal(part[p], full[p]) for p in part)
+    with pytest.raises(ValueError, match="unknown policies"):
+        S.run_policies(tr, C, policies=("vanilla", "lina"))
+
+
+def test_routing_flip_and_blend_flip_are_computed_from_the_sweep():
+    from syslab.training.popfetcher import reproduce as P
+
+    cuts = (0.0, 0.1, 0.2, 0.1, 0.2)
+    rows = [{"tokens": t, **{n: cut for n in P.NICS}} for t, cut in zip(P.TOKENS, cuts, strict=True)]
+    note = P.routing_flip(P.CLAIMS[1], rows)
+    assert f"from {P.TOKENS[-1]:,} tokens" in note                      # holds at 32K, not at 16K: only 32K counts
+    rows[3] = {"tokens": P.TOKENS[3], **{n: 0.2 for n in P.NICS}}
+    assert f"from {P.TOKENS[2]:,} tokens" in P.routing_flip(P.CLAIMS[1], rows)
+    blends = [{"blend": b, "diff": d} for b, d in zip(P.BLENDS, (-0.2, -0.1, 0.0, 0.06, 0.1), strict=True)]
+    assert P.blend_flip(P.CLAIMS[3], blends, lambda r: r["diff"]).endswith("0.75, 1")
+    assert "at no blend weight" in P.blend_flip(P.CLAIMS[3], blends[:3], lambda r: r["diff"])
+
+
+def test_more_bandwidth_never_slows_vanilla_and_the_sweep_cluster_changes_only_what_it_names():
+    from syslab.training.popfetcher import reproduce as P
+
+    c = P.cluster_with(16384, "ib-ndr")
+    assert (c.tokens, c.fabric.nic) == (16384, "ib-ndr")
+    assert (c.workers, c.experts, c.hidden, c.fabric.intra) == (C.workers, C.experts, C.hidden, C.fabric.intra)
+    load = np.random.default_rng(6).integers(100, 5000, C.experts).astype(float)
+    times = [S.vanilla(load, P.cluster_with(C.tokens, nic)).total_s for nic in ("roce-100", "ib-hdr", "ib-ndr")]
+    assert times[0] >= times[1] >= times[2]
+
+
+@pytest.mark.slow
+def test_reproduction_sensitivity_tables_start_at_the_claims_setting(quick_reproduction):
+    from syslab.training.popfetcher import reproduce as P
+
+    r, _ = quick_reproduction("popfetcher")
+    assert r["status"] == "ok", r.get("traceback")
+    f = {x["id"]: x for x in r["findings"]}
+    routing = table(r, "Sensitivity (not a claim, not a tuning): PopFetcher's cut")
+    row = next(dict(zip(routing["columns"], x, strict=True)) for x in routing["rows"] if x[0] == C.tokens)
+    assert row[f"cut, {C.fabric.nic}"] == round(f["time-reduction-real-routing"]["measured"], 4)
+    windows = [x[1] for x in routing["rows"]]
+    assert windows == sorted(windows)                                  # the dense window grows with tokens
+    blend = table(r, "Sensitivity (not a claim, not a tuning): top-4 hit rate")
+    b = next(dict(zip(blend["columns"], x, strict=True)) for x in blend["rows"] if x[0] == P.DEFAULT_BLEND)
+    assert b["predictor, skewed"] == round(f["predictor-top4"]["measured"], 3)
+    assert b["predictor - last (worse trace)"] == round(f["predictor-vs-last"]["measured"], 3)
+    for key in ("time-reduction-real-routing", "predictor-top4", "predictor-vs-last"):
+        assert "sensitivity:" in f[key]["note"], key

@@ -24,9 +24,12 @@ input-gradient GEMM, and the causal attention backward; ``attention_s``); weight
 ranks), overlapped with compute (FSDP-style prefetch), so the layer takes max(compute, gather); tensor-parallel
 all-reduces of the activations (2 in the forward, 2 in the backward, ``collective_s("allreduce")`` over t
 ranks) are on the critical path. Collectives run on the server's link as a one-node ``core.gpu.Fabric`` (PCIe
-servers at the fitted PCIe bandwidth, NVLink servers at the measured NCCL bus bandwidth). The artifact's x1.05
-penalties for mixed choices are upstream heuristics; we count
-the extra gathers instead.
+servers at the fitted PCIe bandwidth, NVLink servers at the measured NCCL bus bandwidth). Two knobs of
+``Server`` exist only for the reproduction's sensitivity table and stay at their neutral defaults for every claim:
+``overlap`` (the fraction of the shorter of compute and gathers hidden under the longer: 1 is the perfect prefetch
+above, 0 serialises them, layer = max + (1 - overlap) min) and ``link_speed`` (a factor on the link's modelled bus
+bandwidth, latency unchanged). The artifact's x1.05 penalties for mixed choices are upstream heuristics; we
+count the extra gathers instead.
 
 **Planner:** a knapsack DP over layers with state (cumulative peak, cumulative valley) in units of
 1 / ``units_per_gb`` GB, minimising the summed layer time; numpy-vectorised (each layer and choice is one
@@ -80,6 +83,8 @@ class Server:
     gpu: GPU
     link: Link
     gpus: int = 8
+    overlap: float = 1.0          # share of min(compute, gathers) hidden under the longer (sensitivity only)
+    link_speed: float = 1.0       # x the link's modelled bus bandwidth, latency unchanged (sensitivity only)
 
     @property
     def memory_bytes(self) -> float:
@@ -90,7 +95,7 @@ class Server:
         return G.Fabric(intra=self.link.name, gpus_per_node=self.gpus)
 
     def collective_s(self, op: str, n_bytes: float, ranks: int) -> float:
-        return G.collective_s(op, n_bytes, ranks, self.gpu, fabric=self.fabric)
+        return G.collective_s(op, n_bytes / self.link_speed, ranks, self.gpu, fabric=self.fabric)
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ _COSTS: dict[tuple, LayerCost] = {}
 def layer_cost(w: Workload, server: Server, c: Choice) -> LayerCost:
     """Time and per-GPU memory of one transformer layer under choice ``c`` (see the module docstring);
     memoised by (workload, server, choice)."""
-    key = (w, server.name, server.gpu.name, server.link.name, server.gpus, c)
+    key = (w, server.name, server.gpu.name, server.link.name, server.gpus, server.overlap, server.link_speed, c)
     if key not in _COSTS:
         _COSTS[key] = _layer_cost(w, server, c)
     return _COSTS[key]
@@ -151,7 +156,8 @@ def _layer_cost(w: Workload, server: Server, c: Choice) -> LayerCost:
               + server.collective_s("allgather", full, c.gather_to // c.discard_to))
     tp = 4 * server.collective_s("allreduce", act_tokens * shape.hidden * 2, t)
     act = act_tokens * shape.hidden * (2 if c.recompute else ACT_BYTES) / t
-    return LayerCost(max(compute, gather) + tp, weight * c.discard_to / 8 + act, weight * c.bwd_discard_to / 8,
+    overlapped = max(compute, gather) + (1.0 - server.overlap) * min(compute, gather)
+    return LayerCost(overlapped + tp, weight * c.discard_to / 8 + act, weight * c.bwd_discard_to / 8,
                      gather_bytes, compute, gather, tp)
 
 

@@ -194,32 +194,47 @@ def popfetcher(predicted: np.ndarray, load: np.ndarray, c: Cluster, k: int = 2) 
     return layer_time(load, c, _replicas_of(predicted, c, k), True, True)
 
 
-def run_policies(trace: RoutingTrace, c: Cluster, start: int = 10, k: int = 2,
-                 control: bool = False) -> dict[str, np.ndarray]:
+POLICIES = ("vanilla", "fastermoe", "janus", "popfetcher", "popfetcher-fifo")
+
+
+def run_policies(trace: RoutingTrace, c: Cluster, start: int = 10, k: int = 2, control: bool = False,
+                 policies: tuple[str, ...] = POLICIES) -> dict[str, np.ndarray]:
     """Per iteration >= ``start``, the summed forward + backward time of every MoE layer but the first (whose
     predecessor gives no prediction), per policy; also PopFetcher without all-to-all priority. ``control``:
-    vanilla expert parallelism in both of PopFetcher's slots (a negative control)."""
-    first = [_scaled(trace.counts[i, j], c, trace.top_k) for i in range(start) for j in range(trace.layers)]
-    janus = janus_static(np.mean(first, axis=0), c)
-    out: dict[str, list[float]] = {p: [] for p in ("vanilla", "fastermoe", "janus", "popfetcher",
-                                                   "popfetcher-fifo")}
+    vanilla expert parallelism in both of PopFetcher's slots (a negative control). ``policies``: the subset to
+    time (a sensitivity sweep needs only vanilla and PopFetcher)."""
+    unknown = set(policies) - set(POLICIES)
+    if unknown:
+        raise ValueError(f"unknown policies {sorted(unknown)}; known: {', '.join(POLICIES)}")
+    janus = None
+    if "janus" in policies:
+        first = [_scaled(trace.counts[i, j], c, trace.top_k) for i in range(start) for j in range(trace.layers)]
+        janus = janus_static(np.mean(first, axis=0), c)
+    out: dict[str, list[float]] = {p: [] for p in policies}
     for it in range(start, trace.iterations):
         totals = dict.fromkeys(out, 0.0)
         for layer in range(trace.layers - 1):
             load = _scaled(trace.counts[it, layer + 1], c, trace.top_k)
             pred = _scaled(predict_next_layer(trace, it, layer), c, trace.top_k)
-            totals["vanilla"] += vanilla(load, c).total_s
-            totals["fastermoe"] += fastermoe(load, c).total_s
-            totals["janus"] += janus(load).total_s
-            if control:                                         # the negative control: no prefetch, no priority
-                totals["popfetcher"] += vanilla(load, c).total_s
-                totals["popfetcher-fifo"] += vanilla(load, c).total_s
-            else:
-                totals["popfetcher"] += popfetcher(pred, load, c, k).total_s
-                totals["popfetcher-fifo"] += layer_time(load, c, _replicas_of(pred, c, k), True, False).total_s
+            for p in totals:
+                totals[p] += _policy_time(p, pred, load, c, k, control, janus)
         for p in out:
             out[p].append(totals[p])
     return {p: np.array(v) for p, v in out.items()}
+
+
+def _policy_time(policy: str, pred: np.ndarray, load: np.ndarray, c: Cluster, k: int, control: bool,
+                 janus) -> float:
+    """One MoE layer's forward + backward time under ``policy``; ``control``: vanilla in PopFetcher's slots."""
+    if policy == "vanilla" or (control and policy.startswith("popfetcher")):
+        return vanilla(load, c).total_s
+    if policy == "fastermoe":
+        return fastermoe(load, c).total_s
+    if policy == "janus":
+        return janus(load).total_s
+    if policy == "popfetcher":
+        return popfetcher(pred, load, c, k).total_s
+    return layer_time(load, c, _replicas_of(pred, c, k), True, False).total_s     # popfetcher-fifo
 
 
 def _replicas_of(predicted: np.ndarray, c: Cluster, k: int) -> np.ndarray:
