@@ -81,19 +81,23 @@ def test_detect_rejects_bad_series():
         D.detect(np.array([1.0, 2.0]))
 
 
-def test_threshold_baseline_matches_its_definition():
+@pytest.mark.parametrize("persistence, spike_filter", [(1, False), (3, False), (3, True), (2, True)])
+def test_threshold_baseline_matches_its_definition(persistence, spike_filter):
     x = np.random.default_rng(6).normal(1, 0.05, (3, 120))
-    x[0, 60] = 2.0
-    got = D.threshold_detect(x, window=10)
-    for row, alarms in zip(x, got, strict=True):
-        expect, above = [], False
+    x[0, 60] = 2.0                                                     # a spike
+    x[1, 80:90] *= 1.5                                                 # a fail-slow
+    got = D.threshold_detect(x, window=10, persistence=persistence, spike_filter=spike_filter)
+    ref = D.remove_spikes(x) if spike_filter else x
+    lag = 2 if spike_filter else 0
+    for row, alarms in zip(ref, got, strict=True):
+        expect, run = [], 0
         for t in range(1, len(row)):
-            now = row[t] > 1.1 * np.median(row[max(0, t - 10): t])
-            if now and not above:
-                expect.append(t)
-            above = now
+            run = run + 1 if row[t] > 1.1 * np.median(row[max(0, t - 10): t]) else 0
+            if run == persistence:
+                expect.append(min(t + lag, len(row) - 1))
         assert alarms == expect
-    assert 60 in got[0]
+    assert (60 in got[0]) == (persistence == 1 and not spike_filter)  # the rules exist to drop spikes
+    assert any(80 <= a <= 80 + persistence + lag for a in got[1])
 
 
 def test_score_onsets_counts_hits_misses_and_false_alarms():
@@ -201,3 +205,90 @@ def test_hybrid_dp_pp_job_gets_the_matching_adjustment(kind, factor, action):
     assert job.step_s(job.even(), np.ones(job.units)) < job.step_s(job.even(), slow)
     run = M.simulate(job, costs, "ladder", 3000, 5, factor, 600.0, 60.0)
     assert [a.split(" [")[0] for _, a in run.actions][:2] == ["detected, profiled", action]
+
+
+@pytest.mark.parametrize("body, field", [
+    ("iter_time_s\n", "iter_time_s"),                                  # header only
+])
+def test_cli_detect_rejects_a_header_only_csv(tmp_path, capsys, body, field):
+    from syslab.cli import main
+
+    p = tmp_path / "it.csv"
+    p.write_text(body)
+    with pytest.raises(SystemExit) as e:
+        main(["greyhound", "detect", "--iter-times", str(p)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and field in err and "Traceback" not in err and p.read_text() == body
+
+
+def test_cli_period_rejects_decreasing_timestamps(tmp_path, capsys):
+    from syslab.cli import main
+
+    rows = [f"{i % 3},{i * 0.1}" for i in range(60)]
+    rows[30] = "0,0.5"                                                 # earlier than the call before it
+    p = tmp_path / "calls.csv"
+    p.write_text("call_id,timestamp_s\n" + "\n".join(rows) + "\n")
+    with pytest.raises(SystemExit) as e:
+        main(["greyhound", "period", "--calls", str(p)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "timestamp_s" in err and "call 30" in err and "Traceback" not in err
+
+
+def test_the_online_detector_declares_exactly_what_the_batch_detector_does():
+    x, _ = D.synthetic_series(12, 1500, np.random.default_rng(11))
+    batch = D.detect(x)
+    for row, expected in zip(x, batch, strict=True):
+        det, online = D.OnlineDetector(), []
+        for k, v in enumerate(row):
+            cp = det.push(v)
+            if cp is not None:
+                assert cp.detected_at == k                              # reported the moment it is known
+                online.append(cp)
+        assert [(c.index, c.detected_at) for c in online] == [(c.index, c.detected_at) for c in expected]
+        assert all(c.detected_at >= c.index + 2 for c in online)          # the spike filter's look-ahead
+
+
+def test_a_slow_drift_escapes_bocd_and_the_threshold_but_not_the_level_guard():
+    rng = np.random.default_rng(12)
+    level = np.ones(2400)
+    level[400:1000] = np.linspace(1.0, 1.5, 600)
+    level[1000:] = 1.5
+    x = level * rng.normal(1.0, 0.03, level.size)
+    assert not [c for c in D.detect(x)[0] if c.slowdown]               # BOCD absorbs the creep
+    crossing = int(np.argmax(level > 1.1))
+    guard = D.level_alarm(x)
+    assert guard is not None and crossing - 20 <= guard <= crossing + 40       # noise: a few early or late
+    assert D.level_alarm(rng.normal(1.0, 0.03, 2000)) is None
+
+
+def test_root_cause_follows_the_artifacts_thresholds():
+    ones = np.ones(8)
+    assert M.root_cause(np.r_[ones[:3], 2.1, ones[4:]], ones) == ("comp", 3)
+    assert M.root_cause(np.r_[ones[:3], 1.9, ones[4:]], ones) == (None, 3)       # 1.9x: not over 2x the median
+    assert M.root_cause(np.r_[ones[:3], 1.9, ones[4:]], np.r_[ones[:6], 1.2, 1.0]) == ("comm", 6)
+
+
+def test_the_detector_in_the_loop_finds_localises_and_pays_for_what_it_sees():
+    job, costs = M.Job(), M.Costs()
+    healthy = job.step_s(job.even(), np.ones(job.dp))
+    run = M.simulate(job, costs, "ladder", 3000, 2, 1.5, 600.0, 900.0, sensing=M.Sensing(seed=1))
+    assert run.onset_iteration is not None and run.first_true_detection is not None
+    assert 2 <= run.first_true_detection - run.onset_iteration <= 10
+    assert run.detections[0][1:3] == (True, 2)                          # the right unit is blamed
+    assert [a.split(" [")[0] for _, a in run.actions][:2] == ["detected, profiled", "S2 rebalance"]
+    s1 = M.simulate(job, costs, "s1", 3000, 2, 1.5, 600.0, 900.0, sensing=M.Sensing(seed=1))
+    assert s1.detections == [] and run.finish_s < s1.finish_s
+    # never slowed: whatever the detector raises on noise is a false alarm and costs its pause
+    quiet = M.simulate(job, costs, "ladder", 3000, 2, 1.5, 1e9, 10.0, sensing=M.Sensing(seed=2, noise=0.08))
+    assert all(not real for _, real, *_ in quiet.detections)
+    assert quiet.finish_s >= 3000 * healthy + quiet.false_alarms * costs.profile_s - 1e-6
+    # the oracle sees the slowdown exactly detect_after iterations in
+    oracle = M.simulate(job, costs, "ladder", 3000, 2, 1.5, 600.0, 900.0)
+    assert oracle.first_true_detection - oracle.onset_iteration == 2
+
+
+def test_the_fair_threshold_has_far_fewer_false_alarms_than_the_bare_one_and_more_than_ours():
+    x, truth = D.synthetic_series(40, 2000, np.random.default_rng(13))
+    fair = D.score_onsets(D.threshold_detect(x), truth, 2000)
+    bare = D.score_onsets(D.threshold_detect(x, persistence=1, spike_filter=False), truth, 2000)
+    assert fair.false_alarms < bare.false_alarms / 10 and fair.f1 > bare.f1

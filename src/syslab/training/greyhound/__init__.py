@@ -14,8 +14,9 @@ collective-call logs built from the ``straggler_traces`` dataset and on a live f
 own BOCD (Student-t, constant hazard, truncated run lengths) with the paper's validation; the S2 solver
 (HiGHS) and S3 solver (exact); the ski-rental controller. **Modelled:** the job that suffers the fail-slow
 and the cost of each action (``mitigate.Costs``: the paper's formulas, our sizes and bandwidths), in an
-iteration-level simulation; detection is scored on SYNTHETIC series (no production trace is public).
-Localisation (profiling and micro-benchmarks on GPUs) is charged as a pause, not performed.
+iteration-level simulation, with GreyHound-Detect running inside it on noisy iteration times; detection is
+scored on SYNTHETIC series (no production trace is public). Localisation applies the artifact's root-cause rule
+to modelled, noisy micro-benchmark measurements, charged as a pause.
 
 Tools: ``syslab greyhound detect --iter-times FILE.csv`` and ``syslab greyhound period --calls FILE.csv``.
 """

@@ -64,6 +64,11 @@ def iteration_times(ids: np.ndarray, timestamps: np.ndarray, nlags: int = 200, h
     if len(ids) != len(ts):
         raise InputError(f"{len(ids)} call IDs but {len(ts)} timestamps.", field="calls",
                          fix="give one timestamp per collective call.")
+    if len(ts) and (not np.isfinite(ts).all() or (np.diff(ts) < 0).any()):
+        bad = int(np.flatnonzero(~np.isfinite(ts) | np.r_[False, np.diff(ts) < 0])[0])
+        raise InputError(f"timestamp {ts[bad]} at call {bad} is not finite or earlier than the call before it.",
+                         field="timestamp_s", fix="give one rank's calls in issue order, timestamps never "
+                                                  "decreasing.")
     found = find_period(ids, nlags, height)
     if found is None:
         raise InputError("no repeating pattern in the call IDs (no autocorrelation peak verified).", field="calls",
@@ -110,50 +115,65 @@ def _standardise(x: np.ndarray, n: int) -> np.ndarray:
     return (x - med) / np.maximum(mad, 1e-3 * np.maximum(np.abs(med), 1e-12))
 
 
-def run_length_posteriors(z: np.ndarray, cfg: BOCDConfig, callback) -> None:
-    """Adams & MacKay's recursion over standardised series ``z`` [series, T]; after each point calls
-    ``callback(t, R)`` with the run-length posterior R [series, max_run + 1]."""
-    s, t_len = z.shape
-    m = cfg.max_run + 1
-    mu0, kappa0, alpha0, beta0 = 0.0, 1.0, 1.0, 1.0
-    # kappa and alpha depend only on the run length (r points seen): precompute them and the Student-t's
-    # log-normaliser; only mu and beta vary by series
-    r = np.arange(m)
-    kappa = kappa0 + r
-    alpha = alpha0 + r / 2
-    nu = 2 * alpha
-    scale_factor = (kappa + 1) / (alpha * kappa)
-    log_norm = special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(np.pi * nu)
-    R = np.zeros((s, m))
-    R[:, 0] = 1.0
-    mu = np.full((s, m), mu0)
-    beta = np.full((s, m), beta0)
-    h = cfg.hazard
-    for t in range(t_len):
-        x = z[:, t: t + 1]
+class _Posterior:
+    """Adams & MacKay's run-length posterior for a batch of standardised series (one row each), advanced one
+    point at a time: R [series, max_run + 1] and the Normal-Gamma parameters mu, beta of each run length.
+    kappa and alpha depend only on the run length (r points seen), so they and the Student-t's log-normaliser
+    are computed once; only mu and beta vary by series."""
+
+    MU0, KAPPA0, ALPHA0, BETA0 = 0.0, 1.0, 1.0, 1.0
+
+    def __init__(self, series: int, cfg: BOCDConfig):
+        m = cfg.max_run + 1
+        r = np.arange(m)
+        self.kappa = self.KAPPA0 + r
+        alpha = self.ALPHA0 + r / 2
+        self.nu = 2 * alpha
+        self.scale_factor = (self.kappa + 1) / (alpha * self.kappa)
+        self.log_norm = (special.gammaln((self.nu + 1) / 2) - special.gammaln(self.nu / 2)
+                         - 0.5 * np.log(np.pi * self.nu))
+        self.hazard = cfg.hazard
+        self.R = np.zeros((series, m))
+        self.R[:, 0] = 1.0
+        self.mu = np.full((series, m), self.MU0)
+        self.beta = np.full((series, m), self.BETA0)
+
+    def update(self, x: np.ndarray) -> np.ndarray:
+        """Absorb one point per series (``x`` [series, 1]) and return the new run-length posterior."""
+        R, mu, beta, h = self.R, self.mu, self.beta, self.hazard
         # Student-t predictive: 2 alpha dof, location mu, scale^2 = beta (kappa + 1) / (alpha kappa)
-        scale2 = beta * scale_factor
-        logp = log_norm - 0.5 * np.log(scale2) - (nu + 1) / 2 * np.log1p((x - mu) ** 2 / (nu * scale2))
+        scale2 = beta * self.scale_factor
+        logp = (self.log_norm - 0.5 * np.log(scale2)
+                - (self.nu + 1) / 2 * np.log1p((x - mu) ** 2 / (self.nu * scale2)))
         joint = R * np.exp(logp)
         new = np.empty_like(R)
         new[:, 0] = joint.sum(axis=1) * h
         new[:, 1:] = joint[:, :-1] * (1 - h)
         new[:, -1] += joint[:, -1] * (1 - h)                  # fold the tail into the last bin
-        R = new / np.maximum(new.sum(axis=1, keepdims=True), 1e-300)
+        self.R = new / np.maximum(new.sum(axis=1, keepdims=True), 1e-300)
         # posterior parameters, shifted by one run length; the prior at run length 0
+        kappa = self.kappa
         mu_new = (kappa * mu + x) / (kappa + 1)
         beta_new = beta + kappa * (x - mu) ** 2 / (2 * (kappa + 1))
         mu[:, 1:] = mu_new[:, :-1]
-        mu[:, 0] = mu0
+        mu[:, 0] = self.MU0
         beta[:, 1:] = beta_new[:, :-1]
-        beta[:, 0] = beta0
-        callback(t, R)
+        beta[:, 0] = self.BETA0
+        return self.R
+
+
+def run_length_posteriors(z: np.ndarray, cfg: BOCDConfig, callback) -> None:
+    """Adams & MacKay's recursion over standardised series ``z`` [series, T]; after each point calls
+    ``callback(t, R)`` with the run-length posterior R [series, max_run + 1]."""
+    post = _Posterior(z.shape[0], cfg)
+    for t in range(z.shape[1]):
+        callback(t, post.update(z[:, t: t + 1]))
 
 
 @dataclass(frozen=True)
 class ChangePoint:
     index: int            # the first iteration of the new regime
-    detected_at: int      # the iteration at which it was declared (online: only points up to here were used)
+    detected_at: int      # the iteration at which it was known (only points up to here were used)
     before: float         # mean iteration time of the regime before (spikes removed)
     after: float          # mean iteration time of the regime after, up to the next change point
 
@@ -190,7 +210,8 @@ def detect(series: np.ndarray, cfg: BOCDConfig = BOCDConfig()) -> list[list[Chan
             before = float(clean[i, last[i]: start].mean())
             after = float(clean[i, start: t + 1].mean())
             if abs(after - before) / max(after, before) > cfg.min_rel_change:
-                found[i].append(ChangePoint(start, t, before, after))
+                # declared at point t, but the spike filter looked two points ahead: known at t + 2
+                found[i].append(ChangePoint(start, min(t + 2, x.shape[1] - 1), before, after))
                 last[i] = start
                 armed[i] = False
         armed[recent < 0.5] = True                             # re-arm once the change has been absorbed
@@ -207,10 +228,113 @@ def _segment_means(x: np.ndarray, cps: list[ChangePoint]) -> list[ChangePoint]:
                         float(x[c.index: bounds[k + 2]].mean())) for k, c in enumerate(cps)]
 
 
-def threshold_detect(series: np.ndarray, factor: float = 1.1, window: int = 50) -> list[list[int]]:
-    """The static-threshold baseline: an alarm at each iteration that rises above ``factor`` x the running
-    median of the previous ``window`` iterations (after being below it)."""
+class OnlineDetector:
+    """GreyHound-Detect as the controller runs it inside a job: iteration times arrive one at a time and a
+    verified change point is reported as soon as it is declared. The same BOCD, thresholds and checks as
+    ``detect``, with two differences that being online forces: the spike filter's centred 5-point median
+    needs the two next points, so point k is judged when point k + 2 arrives (two iterations of lag), and its
+    robust sigma, like the standardisation, comes from the first ``prior_n`` points (``detect`` uses the
+    whole series for the sigma). ``reset`` starts afresh (after the job's configuration changed, its
+    iteration time moves by design). Cost: O(max_run) per point."""
+
+    def __init__(self, cfg: BOCDConfig = BOCDConfig()):
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self.raw: list[float] = []
+        self.clean: list[float] = []
+        self.post: _Posterior | None = None
+        self.spike_sigma = self.centre = self.scale = 0.0
+        self.last, self.armed = 0, True
+
+    @property
+    def baseline(self) -> float:
+        """The healthy level: the median of the warm-up points (nan before they are in)."""
+        return self.centre if self.post is not None else float("nan")
+
+    def push(self, x: float) -> ChangePoint | None:
+        """Absorb one iteration time; the change point declared at it, if any (indices count from the last
+        reset)."""
+        self.raw.append(float(x))
+        k = len(self.raw) - 3                                # the point the spike filter can judge now
+        if k < 0:
+            return None
+        lo = self.raw[max(0, k - 2): k + 3]
+        window = [self.raw[0]] * (2 - k) + lo if k < 2 else lo        # edge padding, as ``remove_spikes``
+        med = sorted(window)[2]                              # the median of 5 (np.median costs 20x more here)
+        if self.post is None:                                # warm-up: collect the prior points
+            self.clean.append(self.raw[k])
+            if len(self.clean) < self.cfg.prior_n:
+                return None
+            self._start()
+            return None
+        v = self.raw[k]
+        if abs(v - med) > self.cfg.spike_z * self.spike_sigma:
+            v = med
+        self.clean.append(v)
+        return self._absorb(len(self.clean) - 1)
+
+    def _start(self) -> None:
+        """Set the spike sigma and the scale from the warm-up points, then run BOCD over them."""
+        head = np.array(self.clean)
+        padded = np.pad(head, 2, mode="edge")
+        med = np.median(np.lib.stride_tricks.sliding_window_view(padded, 5), axis=1)
+        resid = head - med
+        self.spike_sigma = max(1.4826 * float(np.median(np.abs(resid))), 1e-12)
+        head = np.where(np.abs(resid) > self.cfg.spike_z * self.spike_sigma, med, head)
+        self.clean = head.tolist()
+        self.centre = float(np.median(head))
+        mad = 1.4826 * float(np.median(np.abs(head - self.centre)))
+        self.scale = max(mad, 1e-3 * max(abs(self.centre), 1e-12))
+        self.post = _Posterior(1, self.cfg)
+        for t in range(len(self.clean)):
+            self._absorb(t)
+
+    def _absorb(self, t: int) -> ChangePoint | None:
+        cfg = self.cfg
+        R = self.post.update(np.array([[(self.clean[t] - self.centre) / self.scale]]))[0]
+        recent = R[: cfg.window].sum()
+        found = None
+        if recent > cfg.threshold and self.armed:
+            run = int(np.argmax(R[: cfg.window]))
+            start = t - run + 1
+            if start - self.last >= cfg.min_gap and t - start >= 2:
+                before = float(np.mean(self.clean[self.last: start]))
+                after = float(np.mean(self.clean[start: t + 1]))
+                if abs(after - before) / max(after, before) > cfg.min_rel_change:
+                    found = ChangePoint(start, len(self.raw) - 1, before, after)   # known now: t + 2
+                    self.last, self.armed = start, False
+        if recent < 0.5:
+            self.armed = True
+        return found
+
+
+def level_alarm(series: np.ndarray, cfg: BOCDConfig = BOCDConfig(), window: int = 10) -> int | None:
+    """A level guard for slow drifts (ours, not the paper's: the artifact keeps ``min_iter_time`` as state but
+    alarms only on change points): the first iteration at which the median of the last ``window``
+    spike-filtered iteration times is more than ``cfg.min_rel_change`` above the healthy level (the median of
+    the first ``cfg.prior_n``), known two points later (the spike filter's look-ahead); None if never."""
+    x = remove_spikes(np.asarray(series, dtype=np.float64), cfg.spike_z)[0]
+    if len(x) < cfg.prior_n + window:
+        return None
+    healthy = float(np.median(x[: cfg.prior_n]))
+    rolling = np.median(np.lib.stride_tricks.sliding_window_view(x, window), axis=1)
+    over = np.flatnonzero(rolling[cfg.prior_n:] > (1 + cfg.min_rel_change) * healthy)
+    return min(int(over[0]) + cfg.prior_n + window - 1 + 2, len(x) - 1) if len(over) else None
+
+
+def threshold_detect(series: np.ndarray, factor: float = 1.1, window: int = 50, persistence: int = 3,
+                     spike_filter: bool = True, spike_z: float = 3.0) -> list[list[int]]:
+    """The static-threshold baseline, given the rules our detector has: the same spike filter
+    (``remove_spikes``) and a persistence rule. An alarm when ``persistence`` consecutive iterations are above
+    ``factor`` x the running median of the ``window`` iterations before each (after being below it), known
+    at the last of them plus the spike filter's two points of look-ahead. ``persistence=1,
+    spike_filter=False`` is the bare threshold."""
     x = np.atleast_2d(np.asarray(series, dtype=np.float64))
+    lag = 0
+    if spike_filter:
+        x, lag = remove_spikes(x, spike_z), 2
     n, t_len = x.shape
     med = np.empty((n, t_len))
     med[:, 0] = x[:, 0]
@@ -220,8 +344,12 @@ def threshold_detect(series: np.ndarray, factor: float = 1.1, window: int = 50) 
         med[:, window:] = np.median(np.lib.stride_tricks.sliding_window_view(x[:, :-1], window, axis=1), axis=2)
     above = x > factor * med
     above[:, 0] = False
-    rises = above & ~np.concatenate([np.zeros((n, 1), dtype=bool), above[:, :-1]], axis=1)
-    return [np.flatnonzero(row).tolist() for row in rises]
+    # the length of the run of consecutive points above the line, ending at each point
+    run = np.zeros((n, t_len), dtype=np.int64)
+    for t in range(1, t_len):
+        run[:, t] = np.where(above[:, t], run[:, t - 1] + 1, 0)
+    alarms = run == persistence
+    return [np.minimum(np.flatnonzero(row) + lag, t_len - 1).tolist() for row in alarms]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from syslab.core.errors import InputError
 from syslab.core.gpu import storage_gbps
+from syslab.training.greyhound.detect import BOCDConfig, OnlineDetector
 
 # ---------------------------------------------------------------------------------------------------------
 # S2 and S3
@@ -106,6 +107,9 @@ class Costs:
     storage_gbps: float = field(default_factory=lambda: storage_gbps("nvme"))
     init_s: float = 10.0               # restart initialisation (the paper's constant)
     profile_s: float = 20.0            # verification and localisation pause after a detection (ours)
+    # how often the controller reads the probe's per-rank timings while an adjustment is in force: the
+    # artifact's local controller analyses its call log every 5 s (control_plane/local_controller.py)
+    probe_interval_s: float = 5.0
 
     def dp_adjust_s(self, slow_iter_s: float, min_iter_s: float) -> float:
         return self.check_interval_s / 2 * (slow_iter_s - min_iter_s) / 2
@@ -145,7 +149,13 @@ class Job:
     def adjust_s(self, costs: Costs, slow_iter_s: float, min_iter_s: float) -> float:
         return costs.dp_adjust_s(slow_iter_s, min_iter_s)
 
+    def profile(self, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the localisation pause measures per unit: a GEMM micro-benchmark's latency on each DP group's
+        GPU and each group's share of the gradient all-reduce."""
+        return self.microbatch_s * slow, np.full(self.dp, self.allreduce_s)
+
     name = "S2 rebalance"
+    kind = "comp"
 
 
 @dataclass(frozen=True)
@@ -181,7 +191,12 @@ class PipelineJob:
     def adjust_s(self, costs: Costs, slow_iter_s: float, min_iter_s: float) -> float:
         return costs.pp_adjust_s
 
+    def profile(self, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per stage: the GEMM micro-benchmark on its GPU and the point-to-point test of its outgoing link."""
+        return np.full(self.stages, self.layer_s), self.comm_s * slow
+
     name = "S3 re-partition"
+    kind = "comm"
 
 
 @dataclass(frozen=True)
@@ -241,9 +256,42 @@ class HybridJob:
     def adjust_s(self, costs: Costs, slow_iter_s: float, min_iter_s: float) -> float:
         return costs.dp_adjust_s(slow_iter_s, min_iter_s) if self.kind == "comp" else costs.pp_adjust_s
 
+    def profile(self, slow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per GPU (group x pp + stage): the GEMM micro-benchmark, and the point-to-point test of its link."""
+        comp = np.full(self.units, self.layer_s) * (slow if self.kind == "comp" else 1.0)
+        return comp, np.full(self.units, self.comm_s) * (slow if self.kind == "comm" else 1.0)
+
     @property
     def name(self) -> str:
         return "S2 rebalance" if self.kind == "comp" else "S3 re-partition"
+
+
+def root_cause(comp: np.ndarray, comm: np.ndarray) -> tuple[str | None, int]:
+    """The artifact's rule on the localisation pause's measurements: ``comp`` if the slowest GPU's
+    micro-benchmark is over 2x the median, else ``comm`` if the slowest link's test is over 1.1x the median,
+    else no cause (the artifact then adjusts micro-batches anyway, from the measured GPU times); with the unit
+    it blames (the slowest of the kind)."""
+    if np.max(comp) > 2 * np.median(comp):
+        return "comp", int(np.argmax(comp))
+    if np.max(comm) > 1.1 * np.median(comm):
+        return "comm", int(np.argmax(comm))
+    return None, int(np.argmax(comp))
+
+
+@dataclass(frozen=True)
+class Sensing:
+    """The controller's view of a running job, for the detector in the loop: each iteration time it observes
+    is the true one x N(1, ``noise``), with single-iteration spikes of +30-100% at ``spike_rate`` (the
+    detection workload's noise, ``detect.synthetic_series``); the localisation pause measures each unit's
+    latencies x N(1, ``profile_noise``), and so does the probe's per-rank call timing the controller reads
+    at each check interval after an adjustment (to see the fail-slow end, which a rebalanced job's iteration
+    time hides). Noise levels are ours."""
+
+    seed: int = 0
+    noise: float = 0.03
+    spike_rate: float = 0.01
+    profile_noise: float = 0.02
+    detector: BOCDConfig = BOCDConfig()
 
 
 @dataclass
@@ -252,69 +300,133 @@ class Outcome:
     finish_s: float
     actions: list[tuple[float, str]] = field(default_factory=list)
     iter_times: list[float] = field(default_factory=list)
+    # the controller's detections: (iteration, a fail-slow was active, the unit blamed, the cause found)
+    detections: list[tuple[int, bool, int, str | None]] = field(default_factory=list)
+    onset_iteration: int | None = None
+
+    @property
+    def first_true_detection(self) -> int | None:
+        return next((i for i, real, *_ in self.detections if real), None)
+
+    @property
+    def false_alarms(self) -> int:
+        return sum(1 for _, real, *_ in self.detections if not real)
 
 
 AnyJob = Job | PipelineJob | HybridJob
 
 
 def simulate(job: AnyJob, costs: Costs, policy: str, iterations: int, slow_rank: int, factor: float,
-             start_s: float, duration_s: float, detect_after: int = 3) -> Outcome:
+             start_s: float, duration_s: float, detect_after: int = 3, sensing: Sensing | None = None) -> Outcome:
     """Run ``iterations`` steps; unit ``slow_rank`` (a DP group's GPU for ``Job``, a stage's link for
     ``PipelineJob``, GPU or link ``group x pp + stage`` for ``HybridJob``) is ``factor`` x slower from
-    ``start_s`` for ``duration_s`` (wall-clock). Policies: ``s1`` (do nothing), ``s4`` (restart at once on
-    detection; the restarted job no longer uses the slow part),
-    ``ladder`` (GreyHound: the job's adjustment, S2 for computation or S3 for communication, when the time
-    since the slowdown began reaches its cost, S4 when it reaches the restart's; the adjustment is undone when
-    the fail-slow ends).
-    A change is detected ``detect_after`` iterations after it happens (the BOCD's typical delay on such
-    series); each detected slowdown costs a profiling pause."""
+    ``start_s`` for ``duration_s`` (wall-clock). Policies: ``s1`` (do nothing), ``s4`` (restart on detection,
+    without the unit blamed), ``ladder`` (GreyHound: after a detection and the localisation pause, the job's
+    adjustment, S2 for computation or S3 for communication, when the time since the slowdown began reaches its
+    cost, S4 when it reaches the restart's; the adjustment is undone when the fail-slow is seen to end).
+
+    Detection and localisation: with ``sensing`` (the reproduction), GreyHound-Detect (``OnlineDetector``)
+    runs on the noisy iteration times inside the loop; a verified slowdown costs a profiling pause, whose
+    noisy per-unit measurements give the cause and the unit blamed (``root_cause``), so misses, late
+    detections, false alarms (a pause, and an adjustment from noise) and wrong blame all cost what they
+    cost. Without it (an oracle bound): the slowdown is seen exactly ``detect_after`` iterations in, and its
+    unit and kind are known. Cost: O(iterations x the detector's max run)."""
     if policy not in ("s1", "s4", "ladder"):
         raise ValueError(policy)
     now, split = 0.0, job.even()
     ones = np.ones(job.units)
     min_iter = job.step_s(split, ones)
     out = Outcome(policy, 0.0)
-    level, excluded = 1, False
-    seen_slow = seen_healed = 0          # consecutive slow / healthy iterations since the last change
-    began: float | None = None           # onset of the slowdown being handled
-    for _ in range(iterations):
-        active = start_s <= now < start_s + duration_s and not excluded
+    rng = np.random.default_rng(sensing.seed) if sensing else None
+    det = OnlineDetector(sensing.detector) if sensing else None
+    iter_start: list[float] = []         # since the detector's last reset
+    level, removed = 1, -1               # removed: the unit a restart left out
+    began: float | None = None           # onset of the slowdown being handled (as the controller sees it)
+    blamed, slow_ref = slow_rank, min_iter
+    seen_slow = seen_healed = 0          # oracle: consecutive slow / healthy iterations
+    next_probe = np.inf
+    for it in range(iterations):
+        active = start_s <= now < start_s + duration_s and removed != slow_rank
+        if active and out.onset_iteration is None:
+            out.onset_iteration = it
         slow = ones.copy()
         if active:
             slow[slow_rank] = factor
         t = job.step_s(split, slow)
+        iter_start.append(now)
         now += t
         out.iter_times.append(t)
         if policy == "s1":
             continue
-        seen_slow, seen_healed = (seen_slow + 1, 0) if active else (0, seen_healed + 1)
-        if active and seen_slow == detect_after and began is None:        # detected: localise it
-            began = now - detect_after * t
+        detected = healed = False
+        if det is None:                                                  # the oracle
+            seen_slow, seen_healed = (seen_slow + 1, 0) if active else (0, seen_healed + 1)
+            if active and seen_slow == detect_after and began is None:
+                detected, began, blamed, cause = True, now - detect_after * t, slow_rank, job.kind
+            healed = not active and began is not None and seen_healed == detect_after
+        else:
+            observed = t * rng.normal(1.0, sensing.noise)
+            if rng.random() < sensing.spike_rate:
+                observed *= rng.uniform(1.3, 2.0)
+            cp = det.push(observed)
+            if cp is not None and cp.slowdown and began is None:
+                detected, began, slow_ref = True, iter_start[cp.index], cp.after
+            elif cp is not None and not cp.slowdown and began is not None and level == 1:
+                healed = True                                            # seen to end before any action
+            elif level == 2 and now >= next_probe:                       # the probe's per-rank timings
+                comp, comm = job.profile(slow)
+                measured = (comp if job.kind == "comp" else comm) * rng.normal(1.0, sensing.profile_noise, job.units)
+                healed = measured[blamed] <= 1.1 * np.median(measured)
+                next_probe = now + costs.probe_interval_s
+        if detected:
             now += costs.profile_s
+            if det is not None:                                          # localise from the pause's measurements
+                comp, comm = job.profile(slow)
+                noise = lambda: rng.normal(1.0, sensing.profile_noise, job.units)  # noqa: E731
+                cause, blamed = root_cause(comp * noise(), comm * noise())
+                sensed = (comp if job.kind == "comp" else comm) * noise()
+                measured_slow = sensed / np.median(sensed)
+            else:
+                measured_slow = slow
+            out.detections.append((it, bool(active), blamed, cause))
             out.actions.append((now, "detected, profiled"))
             if policy == "s4":
                 now += costs.restart_s
-                excluded = True
+                removed, level, began = blamed, 1, None
                 out.actions.append((now, "S4 restart"))
+                if det is not None:
+                    det.reset()
+                    iter_start = []
                 continue
             if t <= 1.1 * min_iter:                                      # small slowdowns: adjust at once
-                now = _adjust(job, costs, split, slow, t, min_iter, out, now)
-                level = 2
-        if policy == "ladder" and active and began is not None:
+                now = _adjust(job, costs, split, measured_slow, t, min_iter, out, now)
+                level, next_probe = 2, now + costs.check_interval_s
+        # the oracle knows the moment the fail-slow ends; the controller in the loop only what it sees
+        if policy == "ladder" and began is not None and not healed and (active or det is not None):
             elapsed = now - began
-            if level == 1 and elapsed >= job.adjust_s(costs, t, min_iter):
-                now = _adjust(job, costs, split, slow, t, min_iter, out, now)
-                level = 2
+            cur = t if det is None else slow_ref
+            if level == 1 and elapsed >= job.adjust_s(costs, cur, min_iter):
+                now = _adjust(job, costs, split, measured_slow, cur, min_iter, out, now)
+                level, next_probe = 2, now + costs.check_interval_s
+                if det is not None:
+                    det.reset()
+                    iter_start = []
             elif level == 2 and elapsed >= costs.restart_s:
                 now += costs.restart_s
-                excluded, level, split = True, 4, job.even()
+                removed, level, began, split = blamed, 1, None, job.even()
                 out.actions.append((now, "S4 restart"))
-        if not active and began is not None and seen_healed == detect_after:   # the fail-slow is over
+                if det is not None:
+                    det.reset()
+                    iter_start = []
+        if healed:                                                       # the fail-slow is over
             if level == 2:
                 now += job.adjust_s(costs, job.step_s(split, ones), min_iter)
                 split = job.even()
                 out.actions.append((now, f"{job.name.split()[0]} undone"))
-            level, began = (4 if excluded else 1), None
+                if det is not None:
+                    det.reset()
+                    iter_start = []
+            level, began, next_probe = 1, None, np.inf
     out.finish_s = now
     return out
 
@@ -328,11 +440,12 @@ def _adjust(job: AnyJob, costs: Costs, split: np.ndarray, slow: np.ndarray, t: f
 
 
 def recovered_share(job: AnyJob, costs: Costs, policy: str, factor: float, duration_s: float,
-                    iterations: int | None = None, start_s: float = 600.0) -> float:
-    """Share of the time S1 loses to the fail-slow that ``policy`` wins back (1 = all, < 0 = worse)."""
+                    iterations: int | None = None, start_s: float = 600.0, sensing: Sensing | None = None) -> float:
+    """Share of the time S1 loses to the fail-slow that ``policy`` wins back (1 = all, < 0 = worse);
+    ``sensing``: the detector in the loop (else the oracle)."""
     base = job.step_s(job.even(), np.ones(job.units))
     n = iterations or int(math.ceil((start_s + duration_s * factor + 3600.0) / base))
     healthy = n * base
     lost_s1 = simulate(job, costs, "s1", n, 0, factor, start_s, duration_s).finish_s - healthy
-    lost = simulate(job, costs, policy, n, 0, factor, start_s, duration_s).finish_s - healthy
+    lost = simulate(job, costs, policy, n, 0, factor, start_s, duration_s, sensing=sensing).finish_s - healthy
     return (lost_s1 - lost) / lost_s1 if lost_s1 > 0 else 0.0
