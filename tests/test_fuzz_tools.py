@@ -626,3 +626,35 @@ def test_data_fetch(monkeypatch, names, base_url):
 @given(dataset_names, st.one_of(st.none(), st.text(max_size=12), st.sampled_from(["../README.md", "/etc/passwd"])))
 def test_data_path(name, file):
     run_tool(["data", "path", "--", name, *([file] if file is not None else [])], {})
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _routing_npz(shape_and_scale) -> bytes:
+    *shape, scale = shape_and_scale
+    with np.errstate(all="ignore"):
+        return _npz(counts=np.abs(np.random.default_rng(0).normal(size=shape)) * scale)
+
+
+_GOOD_ROUTING = _npz(counts=np.random.default_rng(1).integers(1, 50, (4, 2, 2, 4)).astype(float), top_k=2)
+routing_npz = st.one_of(
+    st.tuples(st.integers(0, 4), st.integers(0, 3), st.integers(0, 3), st.integers(0, 5),
+              st.sampled_from([1.0, 0.0, -1.0, math.nan, math.inf, 1e308])).map(_routing_npz),
+    st.sampled_from([_npy(np.ones((3, 2, 4))), _npz(counts=np.array(["a", "b"])), _npz(other=np.ones(3)),
+                     _npz(counts=np.ones((3, 2, 4)), top_k=0), _npz(counts=np.ones((3, 2, 4)), top_k=99),
+                     _npz(counts=np.ones((3, 2, 4)), transitions=np.ones((3, 1, 2, 2))),
+                     _npz(counts=np.ones((3, 2, 4), dtype=np.complex128)), _GOOD_ROUTING]))
+
+
+@FUZZ
+@given(any_file(routing_npz, valid=_GOOD_ROUTING),
+       options(opt("--workers", [2], [0, -1, 1, 10**6]), opt("--tokens", [64, 8192], [0, -1, 10**9]),
+               opt("--hidden", [64, 1024], [0, -1, 10**9]), opt("--nic", ["ib-hdr", "roce-100"], ["x"]),
+               opt("--gpu", ["A100", "h100-sxm"], ["B9000"])))
+def test_popfetcher_simulate(routing, opts):
+    args, bad = opts
+    run_tool(["popfetcher", "simulate", "--routing", "{r.npz}", *args, "--json"], {"r.npz": routing}, bad=bad)

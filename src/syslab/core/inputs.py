@@ -385,6 +385,51 @@ def read_npy(path: str | Path, *, fix: str, ndim: int | None = None, finite: boo
     return a
 
 
+def read_npz(path: str | Path, *, fix: str, arrays: Mapping[str, tuple[int, ...]], optional: Sequence[str] = (),
+             min: float | None = None, max_elements: int = MAX_ELEMENTS,
+             limit_bytes: int = BINARY_LIMIT_BYTES) -> dict[str, np.ndarray]:
+    """Named numeric arrays from an .npz archive (no pickles): each name in ``arrays`` with one of the allowed
+    numbers of dimensions, finite, every value >= ``min``; names in ``optional`` may be absent. The file size
+    limit bounds what is loaded; arrays are read one at a time."""
+    import zipfile
+
+    p = user_file(path, fix=fix, limit_bytes=limit_bytes)
+    try:
+        archive = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"not an .npz archive of numeric arrays ({str(e)[:100]}).", file=p, fix=fix) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise InputError("is one .npy array, not an .npz archive of named arrays.", file=p, fix=fix)
+    out: dict[str, np.ndarray] = {}
+    with archive:
+        for name, ndims in arrays.items():
+            if name not in archive.files:
+                if name in optional:
+                    continue
+                raise InputError(f"has no array {name!r} (it holds {', '.join(archive.files) or 'none'}).",
+                                 file=p, field=name, fix=fix)
+            try:
+                a = archive[name]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+                raise InputError(f"array {name!r} cannot be read ({str(e)[:100]}).", file=p, field=name,
+                                 fix=fix) from None
+            if a.dtype.kind not in "biuf":
+                raise InputError(f"holds {a.dtype}, not numbers.", file=p, field=name, fix=fix)
+            if a.ndim not in ndims:
+                raise InputError(f"has {a.ndim} dimension(s) (shape {a.shape}), not "
+                                 f"{' or '.join(map(str, ndims))}.", file=p, field=name, fix=fix)
+            if a.size > max_elements:
+                raise InputError(f"{a.size:,} elements, over the limit of {max_elements:,}.", file=p, field=name,
+                                 fix=fix)
+            a = a.astype(np.float64)
+            if not np.isfinite(a).all():
+                raise InputError("holds NaN or infinite values.", file=p, field=name, fix=fix)
+            if min is not None and a.size and a.min() < min:
+                raise InputError(f"holds {a.min()!r}, below the minimum {min:g}.", file=p, field=name, fix=fix)
+            out[name] = a
+    return out
+
+
 def read_edge_list(path: str | Path, *, fix: str, max_nodes: int = 50_000_000,
                    limit_bytes: int = TEXT_LIMIT_BYTES) -> tuple[np.ndarray, np.ndarray, int]:
     """``source target`` pairs of non-negative integer node ids, one per line (``#`` starts a comment).

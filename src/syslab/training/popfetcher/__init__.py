@@ -12,10 +12,14 @@ preceding non-MoE computation, while the links are idle, each worker pulls repli
 remote experts so their tokens are computed locally; in the backward pass all-to-all goes before the gradient
 all-reduce.
 
-**What runs for real here (HYBRID).** A tiny top-2 MoE trained on this CPU gives a real routing trace; the
-predictor, the last-iteration baseline and the per-worker prefetch plan run on it and on a SYNTHETIC Zipf +
-Markov trace. **Modelled:** the 8-worker cluster (A100 compute, InfiniBand HDR links) and the MoE layer's
-timeline in ``sim.py``.
+**What runs for real here (HYBRID).** A tiny top-2 MoE trained on this CPU gives a real routing trace, per
+worker's batch; the predictor, the last-iteration baseline and the per-worker prefetch plan (an exact optimum of
+the linearised layer latency over the pruned candidates) run on it and on a SYNTHETIC Zipf + Markov trace.
+**Modelled:** the 8-worker cluster (A100 compute, InfiniBand HDR links) and the MoE layer's timeline in
+``sim.py``.
+
+Tool: ``syslab popfetcher simulate --routing FILE.npz`` on the routing of your own torch MoE, recorded with
+``logger.RoutingLogger`` (forward hooks on its gates).
 """
 
 from syslab.core.claims import Fidelity, System
