@@ -5,6 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import numpy as np  # noqa: E402
+
 from syslab.training.jenga import model as M  # noqa: E402
 from syslab.training.jenga import reproduce as R  # noqa: E402
 
@@ -83,3 +85,57 @@ def test_segment_wise_mlp_gives_the_same_result_and_gradients_with_less_saved():
     loss_b.backward()
     assert seg < whole and torch.allclose(loss_a, loss_b, atol=1e-6)
     assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in zip(grads_a, model.parameters(), strict=True))
+
+
+def test_the_elastic_predictor_prunes_only_dead_neurons_and_keeps_its_output():
+    import torch
+
+    from syslab.training.jenga.model import BLOCK, BlockPredictor
+
+    torch.manual_seed(0)
+    p = BlockPredictor(32, width=16)
+    with torch.no_grad():
+        p.q[0].bias[:5] = -1e6                                       # five q neurons can never fire
+    x = torch.randn(2, 4 * BLOCK, 32)
+    p.tracking = True
+    before = p(x)
+    p.tracking = False
+    widths = p.prune(0.999)                                          # only the neurons that never fired
+    assert widths[0] <= 11 and p.q[0].weight.shape == (widths[0], 32)
+    assert torch.allclose(p(x), before, atol=1e-6)                   # dead neurons contributed nothing
+    p.tracking = True
+    p(x)
+    assert all(a <= b for a, b in zip(p.prune(0.8), widths, strict=True))     # the artifact's 80% takes more
+
+
+def test_cli_profile_json_and_bad_input(tmp_path, capsys):
+    import json
+
+    from syslab.cli import main
+
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+                               "intermediate_size": 128, "vocab_size": 100}))
+    with pytest.raises(SystemExit) as e:
+        main(["jenga", "profile", "--config", str(cfg), "--seq", "256", "--repeats", "1", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert e.value.code == 0 and d["sparse_layers"] == [2] and d["block_sparsity"] == 0.5
+    assert d["jenga"]["saved_activation_bytes"] < d["dense"]["saved_activation_bytes"]
+    ids = tmp_path / "ids.npy"
+    np.save(ids, np.arange(300) % 100)
+    with pytest.raises(SystemExit) as e:
+        main(["jenga", "profile", "--config", str(cfg), "--seq", "256", "--repeats", "1", "--tokens", str(ids)])
+    assert e.value.code == 0
+    capsys.readouterr()
+    bad_cfg = tmp_path / "bad.json"
+    bad_cfg.write_text(json.dumps({"hidden_size": 65, "num_hidden_layers": 4, "num_attention_heads": 4,
+                                   "intermediate_size": 128, "vocab_size": 100}))
+    np.save(tmp_path / "big_ids.npy", np.full(300, 1000))
+    for args in (["--seq", "100"], ["--seq", "256", "--keep", "2"], ["--layers", "2"], ["--config", str(bad_cfg)],
+                 ["--tokens", str(tmp_path / "big_ids.npy"), "--seq", "256"], ["--tokens", str(ids), "--seq", "512"],
+                 ["--config", str(tmp_path / "missing.json")]):
+        argv = ["jenga", "profile", "--config", str(cfg), *args]
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "Traceback" not in err, args

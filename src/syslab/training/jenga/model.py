@@ -180,18 +180,57 @@ def kept_tokens(block_scores: Tensor, keep: float, n: int) -> Tensor:
 
 
 class BlockPredictor(nn.Module):
-    """Two small MLP towers on block-mean hidden states; their product predicts the block score map."""
+    """Two small MLP towers on block-mean hidden states; their product predicts the block score map.
+
+    Elastic size (the artifact's prunable predictor): while ``tracking``, each hidden ReLU neuron counts how
+    often it outputs zero; ``prune(threshold)`` then removes, structurally, the neurons dead more often than
+    ``threshold`` (the artifact: 80%, after 100 training steps), keeping at least one per tower."""
 
     def __init__(self, hidden: int, width: int = 64, out: int = 32) -> None:
         super().__init__()
         self.q = nn.Sequential(nn.Linear(hidden, width), nn.ReLU(), nn.Linear(width, out))
         self.k = nn.Sequential(nn.Linear(hidden, width), nn.ReLU(), nn.Linear(width, out))
+        self.tracking = False
+        self.dead = {"q": torch.zeros(width), "k": torch.zeros(width)}
+        self.seen = 0
+
+    @property
+    def width(self) -> tuple[int, int]:
+        return self.q[0].out_features, self.k[0].out_features
+
+    def _tower(self, name: str, pooled: Tensor) -> Tensor:
+        first, relu, last = getattr(self, name)
+        hid = relu(first(pooled))
+        if self.tracking:
+            self.dead[name] += (hid.detach() == 0).reshape(-1, hid.shape[-1]).float().sum(0)
+        return last(hid)
+
+    @torch.no_grad()
+    def prune(self, threshold: float = 0.8) -> tuple[int, int]:
+        """Remove the neurons dead in more than ``threshold`` of the tracked rows; returns the new widths."""
+        for name in ("q", "k"):
+            first, relu, last = getattr(self, name)
+            rate = self.dead[name] / max(self.seen, 1)
+            keep = torch.nonzero(rate <= threshold).flatten()
+            if len(keep) == 0:
+                keep = rate.argmin().reshape(1)
+            new_first, new_last = nn.Linear(first.in_features, len(keep)), nn.Linear(len(keep), last.out_features)
+            new_first.weight.copy_(first.weight[keep])
+            new_first.bias.copy_(first.bias[keep])
+            new_last.weight.copy_(last.weight[:, keep])
+            new_last.bias.copy_(last.bias)
+            setattr(self, name, nn.Sequential(new_first, relu, new_last))
+            self.dead[name] = torch.zeros(len(keep))
+        self.seen = 0
+        return self.width
 
     def forward(self, x: Tensor) -> Tensor:
         """Predicted attention each key block receives: [blocks] (causal over blocks)."""
         b, n, h = x.shape
         pooled = x.view(b, n // BLOCK, BLOCK, h).mean(2)
-        m = self.q(pooled) @ self.k(pooled).transpose(-1, -2)     # [b, nb, nb]
+        if self.tracking:
+            self.seen += pooled.shape[0] * pooled.shape[1]
+        m = self._tower("q", pooled) @ self._tower("k", pooled).transpose(-1, -2)     # [b, nb, nb]
         nb = n // BLOCK
         causal = torch.ones(nb, nb, dtype=torch.bool).tril()
         m = m.masked_fill(~causal, float("-inf")).softmax(-1)
