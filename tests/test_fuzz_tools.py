@@ -658,3 +658,27 @@ routing_npz = st.one_of(
 def test_popfetcher_simulate(routing, opts):
     args, bad = opts
     run_tool(["popfetcher", "simulate", "--routing", "{r.npz}", *args, "--json"], {"r.npz": routing}, bad=bad)
+
+
+_GOOD_LLAMA = jbytes({"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4,
+                      "intermediate_size": 128, "vocab_size": 100})
+llama_config = st.dictionaries(st.sampled_from(["hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                "intermediate_size", "vocab_size", "hidden", "layers"]),
+                               weird_scalars, max_size=6).map(jbytes)
+
+
+@FUZZ
+@given(any_file(llama_config, valid=_GOOD_LLAMA),
+       st.one_of(st.none(), any_file(throughput_npy, valid=_npy(np.arange(300) % 100))),
+       options(opt("--seq", [128, 256], [0, -1, 100, 10**9]), opt("--batch", [1, 2], [0, -1, 10**6]),
+               opt("--layers", [3, 4], [0, 2, -1]), opt("--keep", [0.5, 1], [-0.1, 2]),
+               opt("--mlp-keep", [0.5], [0, 2]), opt("--repeats", [1], [0, -1])))
+def test_jenga_profile(monkeypatch, config, tokens, opts):
+    # stubbed: the profile itself (torch steps), which runs once the model and the tokens are validated
+    monkeypatch.setattr("syslab.training.jenga.profile.profile", _reached)
+    args, bad = opts
+    files = {"config.json": config}
+    if tokens is not None:
+        files["ids.npy"] = tokens
+        args = [*args, "--tokens", "{ids.npy}"]
+    run_tool(["jenga", "profile", "--config", "{config.json}", *args, "--json"], files, bad=bad)
