@@ -167,6 +167,19 @@ def test_no_cause_means_no_straggler():
     assert a.slowdown < S.DECOMPOSE_THRESHOLD and a.by_optype is None and S.name_root_cause(a) == "none"
 
 
+def test_compute_noise_alone_is_not_named_sequence_imbalance():
+    import dataclasses
+
+    cfg = dataclasses.replace(S.SynthConfig(), compute_jitter=0.3)      # heavy noise, independent per op
+    df, meta = S.synthesize_trace(cfg, None, np.random.default_rng(6))
+    a = S.analyze(df, meta)
+    assert a.slowdown >= S.DECOMPOSE_THRESHOLD and next(iter(a.by_optype)) in ("forward-compute", "backward-compute")
+    assert abs(a.work_agreement[0]) < 0.2 and S.name_root_cause(a) == "noise"
+    seq, meta = S.synthesize_trace(S.SynthConfig(), "sequence-imbalance", np.random.default_rng(6))
+    b = S.analyze(seq, meta)
+    assert b.work_agreement[0] > 0.8 and S.name_root_cause(b) == "sequence-imbalance"
+
+
 def test_synchronised_gc_recovers_most_of_the_gc_slowdown():
     df, meta = S.synthesize_trace(S.SynthConfig(), "gc", np.random.default_rng(2))
     out = S.synchronized_gc_recovery(df, meta)

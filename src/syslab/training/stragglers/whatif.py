@@ -115,6 +115,9 @@ class Analysis:
     m_s: Explained | None = None
     m_w: Explained | None = None
     worst_workers: list[dict[str, int]] = field(default_factory=list)
+    # positive evidence of sequence imbalance: Spearman rho (and its p-value) between a micro-batch's forward
+    # and backward compute time, within each step, DP rank and stage (``microbatch_work_agreement``)
+    work_agreement: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of `syslab stragglers analyze --json`."""
@@ -128,6 +131,8 @@ class Analysis:
             "m_w": None if self.m_w is None else self.m_w.rem,
             "m_s": None if self.m_s is None else self.m_s.rem,
             "worst_workers": self.worst_workers,
+            "work_agreement": None if self.work_agreement is None else
+            {"spearman_rho": self.work_agreement[0], "p_value": self.work_agreement[1]},
             "root_cause": name_root_cause(self),
             "sim_error": self.sim_error,
             "steps": len(self.steps),
@@ -274,6 +279,7 @@ def analyze(df: pd.DataFrame, meta: JobMeta, source: str = "<trace>",
     a.by_optype = _sorted_desc({g: attribute(r.ops(optype=tuple(ts))) for g, ts in groups.items()})
     a.by_dp_rank = _sorted_desc({d: attribute(r.ops(dp_rank=d)) for d in range(t.dp)})
     a.by_stage = _sorted_desc({s: attribute(r.ops(stage=s)) for s in range(pp)})
+    a.work_agreement = microbatch_work_agreement(df)
 
     # 5. M_W: idealise the top 3% of workers ranked by min(S_dp_rank, S_stage).
     workers = sorted({(int(t.rank[i, d]), d, int(r.stages[i])) for i in range(len(r.stages)) for d in range(t.dp)})
@@ -309,15 +315,40 @@ def analyze_files(trace: str | Path, meta: str | Path) -> Analysis:
     return analyze(df, job, source=str(trace))
 
 
+def microbatch_work_agreement(df: pd.DataFrame) -> tuple[float, float]:
+    """Spearman rho and p-value between each micro-batch's forward and backward compute time (log, minus the
+    median of its step, DP rank and stage). A micro-batch's sequence lengths set the work of both passes, so
+    sequence imbalance makes them agree; compute noise, a slow GPU or a heavy stage do not (they move whole
+    ranks, stages or steps, which the median removes). The paper correlates compute time with sequence
+    length; our traces carry no lengths, so this agreement is the evidence we can compute. O(ops)."""
+    from scipy import stats
+
+    c = df[df["optype"].isin([FWD, BWD])]
+    g = (c.groupby(["step", "dp_rank", "stage", "seq_id", "optype"], observed=True)["duration"].sum()
+         .unstack("optype").dropna())
+    if len(g) < 8 or g.shape[1] < 2 or (g <= 0).to_numpy().any():
+        return 0.0, 1.0
+    lg = np.log(g[[FWD, BWD]])
+    res = lg - lg.groupby(level=["step", "dp_rank", "stage"]).transform("median")
+    rho, p = stats.spearmanr(res[FWD], res[BWD])
+    return (0.0, 1.0) if not np.isfinite(rho) else (float(rho), float(p))
+
+
 # ---------------------------------------------------------------------------------------------------------
-# Naming the root cause (§5): rules fixed before looking at results
+# Naming the root cause (§5)
 # ---------------------------------------------------------------------------------------------------------
+
+WORK_AGREEMENT_MIN = 0.5      # rho: a micro-batch's two passes clearly share their work (ours)
+WORK_AGREEMENT_P = 0.01
+
 
 def name_root_cause(a: Analysis) -> str:
     """Name the dominant cause: 'none' below the threshold; 'gc' when GC tops the op types; 'slow-worker'
     when idealising the top 3% of workers removes at least half of the slowdown (M_W >= 0.5); 'last-stage'
     when idealising the last stage takes the job *below* the ideal (M_S > 1: that stage is systematically
-    heavier, not just noisy); 'sequence-imbalance' when compute tops the op types; else 'other'."""
+    heavier, not just noisy); when compute tops the op types, 'sequence-imbalance' only with positive evidence
+    (a micro-batch's forward and backward times agree, ``microbatch_work_agreement``: rho >= 0.5, p < 0.01),
+    else 'noise' (compute varies, but not with the micro-batch); else 'other'."""
     if a.slowdown < DECOMPOSE_THRESHOLD or a.by_optype is None:
         return "none"
     top_type = next(iter(a.by_optype))
@@ -328,7 +359,8 @@ def name_root_cause(a: Analysis) -> str:
     if a.m_s is not None and a.m_s.rem > 1.0:
         return "last-stage"
     if top_type in (FWD, BWD):
-        return "sequence-imbalance"
+        rho, p = a.work_agreement if a.work_agreement is not None else (0.0, 1.0)
+        return "sequence-imbalance" if rho >= WORK_AGREEMENT_MIN and p < WORK_AGREEMENT_P else "noise"
     return "other"
 
 
