@@ -233,3 +233,21 @@ def test_crossover_is_where_attention_equals_linear_work():
     assert cost.attention_s(np.array([x]))[0] == pytest.approx(cost.linear_s(x), rel=1e-9)
     assert cost.with_crossover(6000).crossover_tokens == pytest.approx(6000)
     assert cost.with_crossover(6000).linear_s(1000) == cost.linear_s(1000)      # only attention is scaled
+
+
+def test_the_sharding_estimator_picks_from_its_profile_and_never_beats_the_oracle():
+    from syslab.training.wlb_llm import cp as CP
+    from syslab.training.wlb_llm.cost import CostModel
+
+    cost = CostModel()
+    prof = CP.AttentionProfile.of(cost, 131072)
+    for pairs in prof.pairs[[0, 7, 23]]:                               # exact on the profiled shapes
+        assert prof.estimate_s(pairs) == pytest.approx(float(cost.attention_pairs_s(pairs)), rel=1e-9)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        d = np.minimum(rng.lognormal(8, 1.5, 30).astype(int) + 1, 131072)
+        d = d[np.cumsum(d) <= 131072]
+        oracle = CP.microbatch_time_s(d, cost, "oracle")
+        adaptive = CP.microbatch_time_s(d, cost, "adaptive")
+        pick = CP.choose_sharding(d, cost, CP._profile(cost, int(d.sum())))
+        assert adaptive == CP.microbatch_time_s(d, cost, pick) and adaptive >= oracle - 1e-15

@@ -9,7 +9,8 @@ token counts carry unequal work. Under 4D parallelism the slowest micro-batch st
 the busiest context-parallel (CP) rank stretches every micro-batch. WLB-LLM (i) packs *variable-length*
 micro-batches by estimated workload, (ii) holds outlier-length documents in multi-level queues until there
 is one for every micro-batch (Algorithm 1), and (iii) shards each *document*, not the packed sequence,
-across CP ranks, choosing per micro-batch whichever sharding is cheaper (adaptive CP).
+across CP ranks, choosing per micro-batch the sharding its estimator (a profiled table of attention
+latency by shape) says is cheaper (adaptive CP).
 
 **What runs for real here (HYBRID).** Every packer (original dataloader order, fixed-length greedy, the
 fixed-length ILP on toy instances via HiGHS, WLB-LLM with its persistent outlier queues and deferrals), the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,15 +70,83 @@ def cp_imbalance(rank_work: np.ndarray) -> float:
     return float(rank_work.max() / m) if m > 0 else 1.0
 
 
-def microbatch_time_s(lengths: Sequence[int], cost: CostModel, sharding: str) -> float:
+@dataclass(frozen=True)
+class AttentionProfile:
+    """WLB-LLM's sharding estimator: attention latency profiled once on a grid of shapes (here: pair counts of
+    the busiest CP rank x CP, 24 points from 1,024 pairs to a full context's) and interpolated log-log. The
+    profile is taken from the shared GPU cost model, standing in for the kernel profile the paper takes on
+    its GPUs; the runtime picks each micro-batch's sharding from it without timing both."""
+
+    pairs: np.ndarray
+    seconds: np.ndarray
+
+    @classmethod
+    def of(cls, cost: CostModel, context: int, points: int = 24) -> AttentionProfile:
+        grid = np.geomspace(1024.0, max(float(context) * (context + 1) / 2, 2048.0), points)
+        return cls(grid, np.asarray(cost.attention_pairs_s(grid), dtype=np.float64))
+
+    def estimate_s(self, pairs: float) -> float:
+        lp = np.log(np.clip(pairs, self.pairs[0], self.pairs[-1]))
+        return float(np.exp(np.interp(lp, np.log(self.pairs), np.log(self.seconds))) * max(pairs, 1.0)
+                     / float(np.exp(lp)))
+
+
+def _attention_pairs(d: np.ndarray, cp: int, sharding: str) -> float:
+    shards = {"per-sequence": per_sequence_shards, "per-document": per_document_shards}[sharding]
+    return float(shards(d, cp, padded=True).max() * cp)
+
+
+def choose_sharding(lengths: Sequence[int], cost: CostModel, profile: AttentionProfile) -> str:
+    """The estimator's pick for one micro-batch: the sharding whose profiled attention time is lower (the
+    linear part is the same for both). O(documents)."""
+    d = np.asarray(lengths, dtype=np.int64)
+    est = {s: profile.estimate_s(_attention_pairs(d, cost.cp, s)) for s in ("per-sequence", "per-document")}
+    return min(est, key=est.get)
+
+
+def microbatch_time_s(lengths: Sequence[int], cost: CostModel, sharding: str,
+                      profile: AttentionProfile | None = None) -> float:
     """Forward time of a micro-batch on its stage: the CP group waits for its busiest rank. ``sharding`` is
-    'per-sequence', 'per-document' or 'adaptive' (the cheaper of the two, as WLB-LLM's runtime picks)."""
+    'per-sequence', 'per-document', 'adaptive' (WLB-LLM: the estimator's pick from ``profile``, default one
+    profiled up to this micro-batch's tokens) or 'oracle' (the faster of the two, known only by running both:
+    a bound)."""
     d = np.asarray(lengths, dtype=np.int64)
     if len(d) == 0:
         return 0.0
-    linear = cost.linear_s(d.sum())          # each CP rank holds tokens / CP (the /CP is in CostModel)
-    if sharding == "adaptive":
+    if sharding == "oracle":
         return min(microbatch_time_s(d, cost, "per-sequence"), microbatch_time_s(d, cost, "per-document"))
-    shards = {"per-sequence": per_sequence_shards, "per-document": per_document_shards}[sharding]
-    attn = cost.attention_pairs_s(shards(d, cost.cp, padded=True).max() * cost.cp)
-    return float(linear + attn)
+    if sharding == "adaptive":
+        profile = profile or _profile(cost, int(d.sum()))
+        return microbatch_time_s(d, cost, choose_sharding(d, cost, profile))
+    linear = cost.linear_s(d.sum())          # each CP rank holds tokens / CP (the /CP is in CostModel)
+    return float(linear + cost.attention_pairs_s(_attention_pairs(d, cost.cp, sharding)))
+
+
+def _profile(cost: CostModel, tokens: int) -> AttentionProfile:
+    """One profile per cost model and power-of-two context, profiled once (as the paper does offline) and kept
+    on the cost model (a frozen dataclass holding a GPU's dict of peaks, so it cannot key an lru_cache)."""
+    context = 1 << max(10, int(np.ceil(np.log2(max(tokens, 1)))))
+    profiles = cost.__dict__.setdefault("_attention_profiles", {})
+    if context not in profiles:
+        profiles[context] = AttentionProfile.of(cost, context)
+    return profiles[context]
+
+
+def sharding_picks(packings, cost: CostModel) -> dict[str, float]:
+    """How the estimator's picks compare with the oracle's over every micro-batch of ``packings``: the share of
+    picks that are the faster sharding (ties count as right) and the time lost against the oracle."""
+    right = total = 0
+    est_s = best_s = 0.0
+    for p in packings:
+        for mb in p:
+            d = np.array([doc.length for doc in mb], dtype=np.int64)
+            if len(d) == 0:
+                continue
+            times = {s: microbatch_time_s(d, cost, s) for s in ("per-sequence", "per-document")}
+            pick = choose_sharding(d, cost, _profile(cost, int(d.sum())))
+            right += times[pick] <= min(times.values()) * (1 + 1e-12)
+            total += 1
+            est_s += times[pick]
+            best_s += min(times.values())
+    return {"right": right / max(total, 1), "microbatches": total, "loss_vs_oracle": est_s / best_s - 1
+            if best_s else 0.0}
