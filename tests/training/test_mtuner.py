@@ -123,3 +123,16 @@ def test_reproduction_sensitivity_table_starts_at_the_claims_setting(quick_repro
     assert "sensitivity:" in f["avg-gain-pcie"]["note"] and "sensitivity:" in f["nvlink-gain-smaller"]["note"]
     steps = {(r_[0], r_[1], r_[2]): r_[7] for r_ in t["rows"]}
     assert steps[("80", 13.1, 1.0)] >= steps[("80", 26.3, 1.0)] and steps[("40", 26.3, 1.0)] >= steps[("80", 26.3, 1.0)]
+
+
+def test_baselines_get_selective_recomputation():
+    for name, seq in (("llama2-13b", 8192), ("llama-30b", 8192)):
+        w = P.Workload(model(name), seq)
+        fsdp = P.uniform(w, SERVER, *P.FSDP)
+        plain = P.uniform(w, SERVER, *P.FSDP, selective=False)
+        assert fsdp.time_s <= plain.time_s + 1e-12 and P.fits(w, SERVER, fsdp)
+        assert {(c.gather_to, c.discard_to, c.bwd_discard_to) for c in fsdp.choices} == {P.FSDP}
+        # the same exact solver over FSDP's two choices: no per-layer recompute mix of FSDP is faster
+        assert fsdp.time_s == pytest.approx(P.solve_counts(w, SERVER, (P.Choice(*P.FSDP, False),
+                                                                       P.Choice(*P.FSDP, True))).time_s)
+        assert P.mtuner(w, SERVER).time_s <= P.best_uniform(w, SERVER).time_s + 1e-12

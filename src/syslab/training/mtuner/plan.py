@@ -266,8 +266,14 @@ def mtuner(w: Workload, server: Server) -> Plan:
     return min(ok, key=lambda p: p.time_s) if ok else INFEASIBLE
 
 
-def uniform(w: Workload, server: Server, g: int, d: int, b: int) -> Plan:
-    """One choice for every layer, recomputing activations only if it does not fit otherwise."""
+def uniform(w: Workload, server: Server, g: int, d: int, b: int, selective: bool = True) -> Plan:
+    """One gather/discard policy for every layer. ``selective`` (the default, so baselines get the mechanism's
+    knob): each layer recomputes its activations or not, the mix chosen by the same exact solver as mTuner's
+    (``solve_counts`` over the policy's two choices); otherwise all layers recompute only if none-recompute does
+    not fit (the all-or-nothing rule)."""
+    if selective:
+        plan = solve_counts(w, server, (Choice(g, d, b, False), Choice(g, d, b, True)))
+        return plan if fits(w, server, plan) else INFEASIBLE
     for rc in (False, True):
         plan = _plan(w, server, (Choice(g, d, b, rc),) * w.shape.layers)
         if fits(w, server, plan):
@@ -275,7 +281,13 @@ def uniform(w: Workload, server: Server, g: int, d: int, b: int) -> Plan:
     return INFEASIBLE
 
 
-def best_uniform(w: Workload, server: Server) -> Plan:
-    plans = [_plan(w, server, (c,) * w.shape.layers) for c in CHOICES]
-    ok = [p for p in plans if fits(w, server, p)]
+def policies() -> list[tuple[int, int, int]]:
+    """Every gather/discard policy of the space (a Choice without its recompute flag)."""
+    return sorted({(c.gather_to, c.discard_to, c.bwd_discard_to) for c in CHOICES})
+
+
+def best_uniform(w: Workload, server: Server, selective: bool = True) -> Plan:
+    """The fastest single policy for every layer, with (default) or without per-layer selective recomputation."""
+    plans = [uniform(w, server, *pol, selective=selective) for pol in policies()]
+    ok = [p for p in plans if p.feasible]
     return min(ok, key=lambda p: p.time_s) if ok else INFEASIBLE

@@ -1,5 +1,7 @@
 """mTuner's reproduction: the planner against FSDP, Megatron TP=8 and the best uniform configuration on a
-modelled 8-GPU PCIe and NVLink server, and the real two-process Elastic-Tensor demo.
+modelled 8-GPU PCIe and NVLink server, and the real two-process Elastic-Tensor demo. Every baseline gets the
+mechanism's recomputation knob: one gather/discard policy for all layers, with the per-layer mix of
+recomputation chosen by the same exact solver, so the gain measured is what elastic tensors add.
 
 Negative control (``run.control``): mTuner's per-layer plan is replaced by the best uniform configuration (the
 strongest baseline) on the same workloads and servers; the demo (checks only) is skipped. The sensitivity sweep
@@ -72,7 +74,10 @@ def compare(w: P.Workload, server: P.Server, control: bool = False) -> dict:
              "best uniform": P.best_uniform(w, server)}
     plans["mTuner"] = plans["best uniform"] if control else P.mtuner(w, server)   # control: the best baseline
     base = min(p.time_s for name, p in plans.items() if name != "mTuner")
-    return {"plans": plans, "baseline_s": base, "gain": base / plans["mTuner"].time_s - 1}
+    # the baselines as they were before they got selective recomputation: what that knob alone is worth
+    plain = P.best_uniform(w, server, selective=False)
+    return {"plans": plans, "baseline_s": base, "gain": base / plans["mTuner"].time_s - 1,
+            "all_or_nothing_s": plain.time_s, "selective_gain": plain.time_s / base - 1}
 
 
 def evaluate(server_list: list[P.Server], control: bool = False) -> dict:
@@ -168,7 +173,11 @@ def reproduce(run: Run) -> Result:
     sens = sensitivity(run.control, default=gains)
     result.findings += [
         CLAIMS[0].measure(float(np.mean(pcie)), f"{len(pcie)} configurations; gains "
-                          + ", ".join(f"{g:+.0%}" for g in pcie) + "; " + flip_statement(CLAIMS[0], sens, "pcie_avg")),
+                          + ", ".join(f"{g:+.0%}" for g in pcie) + " over the best uniform policy with per-layer "
+                          "selective recomputation; that knob alone is worth "
+                          f"{np.mean([v['selective_gain'] for k, v in gains.items() if k[0] == 'PCIe']):+.1%} on "
+                          "average over all-or-nothing recomputation, so this is what elastic tensors add on top; "
+                          + flip_statement(CLAIMS[0], sens, "pcie_avg")),
         CLAIMS[1].measure(float(np.max(pcie)), _argmax_note(gains, "PCIe")),
         CLAIMS[2].measure(min(v["baseline_s"] / v["plans"]["mTuner"].time_s for v in gains.values()),
                           "mTuner's space contains every baseline, so this can only fail if the planner does"),
