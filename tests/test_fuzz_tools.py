@@ -682,3 +682,14 @@ def test_jenga_profile(monkeypatch, config, tokens, opts):
         files["ids.npy"] = tokens
         args = [*args, "--tokens", "{ids.npy}"]
     run_tool(["jenga", "profile", "--config", "{config.json}", *args, "--json"], files, bad=bad)
+
+
+@FUZZ
+@given(st.sampled_from(["llama2-7b", "Llama-2-70B", "gpt-9", "", "llama2-7b\\x00"]),
+       options(opt("--server", ["pcie", "nvlink"], ["ib"]), opt("--gpus", [8], [0, -1, 4, 10**6]),
+               opt("--seq", [512, 8192], [0, -1, 10**9]), opt("--micro-batch", [1, 2], [0, -1, 10**6]),
+               opt("--lora-rank", [8, 64], [0, -1, 10**9])))
+def test_mtuner_plan(name, opts):
+    args, bad = opts
+    run_tool(["mtuner", "plan", "--model", name, *args, "--json"], {}, bad=bad or name not in ("llama2-7b",
+                                                                                              "Llama-2-70B"))

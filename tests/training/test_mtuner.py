@@ -136,3 +136,24 @@ def test_baselines_get_selective_recomputation():
         assert fsdp.time_s == pytest.approx(P.solve_counts(w, SERVER, (P.Choice(*P.FSDP, False),
                                                                        P.Choice(*P.FSDP, True))).time_s)
         assert P.mtuner(w, SERVER).time_s <= P.best_uniform(w, SERVER).time_s + 1e-12
+
+
+def test_cli_plan_json_and_bad_input(capsys):
+    import json
+
+    from syslab.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["mtuner", "plan", "--model", "Llama-2-13B", "--server", "nvlink", "--seq", "4096", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert e.value.code == 0 and d["model"] == "llama2-13b" and len(d["per_layer"]) == model("llama2-13b").layers
+    assert set(d["plans"]) == {"FSDP", "Megatron TP=8", "best uniform", "mTuner"}
+    assert d["mtuner_gain_vs_best"] >= -1e-12
+    assert all(r["peak_gb"] <= 80 + 1e-9 for r in d["plans"].values() if r["fits"])
+    for args in (["--model", "gpt-9"], ["--model", "llama2-7b", "--gpus", "4"], ["--model", "llama2-7b", "--seq", "0"],
+                 ["--model", "llama2-7b", "--lora-rank", "0"], ["--model", "llama2-7b", "--server", "infiniband"],
+                 ["--model", "llama2-70b", "--seq", "1000000"], ["--model", "llama2-7b", "--seq", "nan"]):
+        with pytest.raises(SystemExit) as e:
+            main(["mtuner", "plan", *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "Traceback" not in err, args
