@@ -250,6 +250,16 @@ def test_cli_check_exit_codes(unseen, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["traincheck", "show", str(tmp_path / "nope.json")])
     assert e.value.code == 2
+    # a missing trace folder, and an output path whose folder does not exist: exit 2 before any work
+    with pytest.raises(SystemExit) as e:
+        main(["traincheck", "check", "--invariants", str(inv), "--trace", str(tmp_path / "nodir")])
+    assert e.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    ran = tmp_path / "ran"
+    with pytest.raises(SystemExit) as e:
+        main(["traincheck", "learn", "--out", str(tmp_path / "nonexistent" / "x.json"), "--", "python", "-c",
+              f"open({str(ran)!r}, 'w')"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--out" in err and "Traceback" not in err and not ran.exists()
 
 
 def test_a_command_that_fails_on_its_own_is_an_input_error(tmp_path):

@@ -61,6 +61,20 @@ def user_file(path: str | Path, *, fix: str, field: str | None = None, limit_byt
     return p
 
 
+def output_file(path: str | Path, *, fix: str, field: str | None = None) -> Path:
+    """A file we are about to write for the user: its folder exists and is writable, and the path is not a
+    folder. Checked before any long work, so a typo in ``--out`` fails at once, not after the run."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise InputError("is a directory, not a file to write.", file=p, field=field, fix=fix)
+    if not parent.is_dir():
+        raise InputError(f"folder {parent} does not exist.", file=p, field=field, fix=fix)
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"folder {parent} is not writable.", file=p, field=field, fix=fix)
+    return p
+
+
 def user_dir(path: str | Path, *, fix: str, field: str | None = None) -> Path:
     """``path`` as an existing, readable directory."""
     p = Path(path)

@@ -50,6 +50,10 @@ def learn(commands: list[list[str]] = (), traces: list[str | Path] = (), out: st
     if not commands and not traces:
         raise InputError("no clean run to learn from.", field="COMMAND / --trace",
                          fix="give a command after -- or a trace directory with --trace.")
+    if out is not None:                     # before the traced runs, which may take long
+        from syslab.core.inputs import output_file
+
+        output_file(out, field="--out", fix="write the invariants into an existing, writable folder.")
     _validate_apis(apis)
     runs = _runs(list(commands), list(traces), timeout_s, {ENV_APIS: ",".join(apis)} if apis else None)
     invariants = R.infer(runs)
