@@ -157,3 +157,11 @@ def test_cli_plan_json_and_bad_input(capsys):
             main(["mtuner", "plan", *args])
         err = capsys.readouterr().err
         assert e.value.code == 2 and "Traceback" not in err, args
+
+
+def test_the_demos_gather_count_closed_form():
+    from syslab.training.mtuner.demo import LAYERS, MODES, expected_gathers
+
+    assert expected_gathers(MODES["cache"]) == LAYERS                 # forward only
+    assert expected_gathers(MODES["fsdp"]) == 2 * LAYERS - 1          # the first layer never runs backward
+    assert expected_gathers(MODES["fsdp"]) > expected_gathers(MODES["mix"]) > expected_gathers(MODES["cache"])

@@ -1,10 +1,11 @@
 """The REAL demo: LoRA fine-tuning on two gloo processes with the frozen base weights sharded (each rank owns
 half the rows of every frozen matrix) and replicated LoRA adapters, as in PEFT on a multi-GPU server.
 
-Two Elastic-Tensor policies for the gathered weight: FSDP-style (gather in the forward, discard, re-gather in
-the backward: ``discard_to`` = 1) and mTuner's cache (keep the gathered weight from the forward to the
-backward: ``discard_to`` = ``gather_to``). The demo counts the bytes each rank receives in all-gathers per
-step and checks that both give the same LoRA gradients as one process holding the whole model.
+Three Elastic-Tensor plans for the gathered weights: FSDP-style (gather in the forward, discard, re-gather in
+the backward: ``discard_to`` = 1), mTuner's cache (keep the gathered weight from the forward to the backward:
+``discard_to`` = ``gather_to``) in every layer, and a per-layer mix (``MIX``: which layers cache), as mTuner's
+planner chooses them. The demo counts the bytes each rank receives in all-gathers per step and checks that
+all give the same LoRA gradients as one process holding the whole model.
 
 Run as ``python -m syslab.training.mtuner.demo OUT.json``.
 """
@@ -18,6 +19,15 @@ from pathlib import Path
 from syslab.core.gloo import free_port, init_local
 
 HIDDEN, LAYERS, RANK_LORA, BATCH, SEQ = 64, 4, 4, 4, 16
+MIX = (False, True, False, True)          # the per-layer plan: layers 1 and 3 keep their gathered weights
+MODES = {"fsdp": (False,) * LAYERS, "cache": (True,) * LAYERS, "mix": MIX}
+
+
+def expected_gathers(cache: tuple[bool, ...]) -> int:
+    """All-gathers per step under a per-layer cache plan: one per layer in the forward, and one in the backward
+    for each layer that does not cache, except the first (its input needs no gradient, so autograd never runs
+    its backward)."""
+    return len(cache) + sum(1 for i, c in enumerate(cache) if not c and i > 0)
 
 
 def _model_weights(seed: int = 0):
@@ -41,8 +51,8 @@ def _forward(x, weights, lora, linear):
     import torch
 
     h = x
-    for w, (a, b) in zip(weights, lora, strict=True):
-        h = torch.tanh(linear(h, w) + (h @ a.T) @ b.T)
+    for i, (w, (a, b)) in enumerate(zip(weights, lora, strict=True)):
+        h = torch.tanh(linear(h, w, i) + (h @ a.T) @ b.T)
     return h
 
 
@@ -54,7 +64,7 @@ def _reference() -> list:
     loss = 0.0
     for rank in (0, 1):
         x, y = _batch(rank)
-        out = _forward(x, base, params, lambda h, w: h @ w.T)
+        out = _forward(x, base, params, lambda h, w, i: h @ w.T)
         loss = loss + ((out - y) ** 2).mean() / 2
     loss.backward()
     return [t.grad for pair in params for t in pair]
@@ -93,11 +103,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             return grad @ full, None, None
 
     results = {}
-    for mode in ("fsdp", "cache"):
+    for mode, plan in MODES.items():
         received["bytes"] = 0
         params = [(a.clone().requires_grad_(), b.clone().requires_grad_()) for a, b in lora]
         x, y = _batch(rank)
-        pred = _forward(x, shards, params, lambda h, s, m=mode: GatheredLinear.apply(h, s, m == "cache"))
+        pred = _forward(x, shards, params, lambda h, s, i, p=plan: GatheredLinear.apply(h, s, p[i]))
         ((pred - y) ** 2).mean().backward()
         grads = [t.grad for pair in params for t in pair]
         for g in grads:                                          # data parallel: average the LoRA gradients
@@ -111,8 +121,10 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         weight_bytes = sum(w.numel() * w.element_size() for w in base)
         with open(out, "w") as f:
             json.dump({"fsdp_bytes": results["fsdp"]["bytes"], "cache_bytes": results["cache"]["bytes"],
+                       "mix_bytes": results["mix"]["bytes"], "shard_bytes": weight_bytes // LAYERS // world,
                        "weight_bytes": weight_bytes, "world": world,
-                       "grad_diff_modes": diff(results["fsdp"]["grads"], results["cache"]["grads"]),
+                       "grad_diff_modes": max(diff(results["fsdp"]["grads"], results[m]["grads"])
+                                              for m in ("cache", "mix")),
                        "grad_diff_reference": max(diff(results[m]["grads"], ref) for m in results)}, f)
     dist.barrier()
     dist.destroy_process_group()
