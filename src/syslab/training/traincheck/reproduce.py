@@ -59,7 +59,7 @@ CLEAN = (Program("mlp seed 5, batch 32", "mlp.py", ("--seed", "5", "--batch-size
          Program("ddp seed 3, lr 0.02, batch 8", "ddp.py", ("--seed", "3", "--lr", "0.02", "--batch-size", "8")))
 BUGS = tuple(Program(b, "mlp.py", ("--seed", "7"), b, TRIGGER) for b in (
     "no-zero-grad", "stale-optimizer", "lr-zero", "frozen-layer", "eval-left-on", "dtype-cast",
-    "clip-before-backward", "no-op-step", "same-batch")) + tuple(
+    "clip-before-backward", "no-op-step", "same-batch", "detached-branch", "bypassed-layer")) + tuple(
     Program(b, "ddp.py", ("--seed", "7"), b, TRIGGER) for b in ("raw-module", "same-shard"))
 MORE_REFERENCES = (Program("mlp seed 2, batch 8", "mlp.py", ("--seed", "2", "--batch-size", "8")),
                    Program("ddp seed 1", "ddp.py", ("--seed", "1")))

@@ -14,7 +14,11 @@ Bugs (each starts at iteration T = ``--at``; the program still runs to the end w
 * ``dtype-cast``        the model is cast to bfloat16 mid-training "to save memory";
 * ``clip-before-backward``  gradient clipping moved above ``backward`` (it clips last iteration's grads);
 * ``no-op-step``        a gradient-accumulation condition that is never true, so ``step`` never runs;
-* ``same-batch``        the data iterator gets stuck and returns the same batch every iteration.
+* ``same-batch``        the data iterator gets stuck and returns the same batch every iteration;
+* ``detached-branch``   a hand-written forward detaches the hidden state after the first block (a stray
+                        ``.detach()``), so the first layer silently stops receiving gradients;
+* ``bypassed-layer``    a branch in a hand-written forward skips the middle layer, which then gets no gradient.
+(``frozen-layer`` is the third form of "part of the model stops learning".)
 """
 
 import argparse
@@ -24,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 BUGS = ("no-zero-grad", "stale-optimizer", "lr-zero", "frozen-layer", "eval-left-on", "dtype-cast",
-        "clip-before-backward", "no-op-step", "same-batch")
+        "clip-before-backward", "no-op-step", "same-batch", "detached-branch", "bypassed-layer")
 
 
 def batches(seed: int, batch_size: int):
@@ -59,6 +63,14 @@ def main() -> None:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     data = batches(a.seed, a.batch_size)
     stuck = None
+
+    def forward(x, i):
+        if bug("detached-branch", i):
+            return model[3:](model[:3](x).detach())          # the stray detach: layer 0 stops learning
+        if bug("bypassed-layer", i):
+            return model[5](model[2](model[1](model[0](x))))   # the branch that skips layers 3 and 4
+        return model(x)
+
     for i in range(a.steps):
         if bug("stale-optimizer", i) and i == a.at:
             model[5] = nn.Linear(32, 4)                      # re-initialised head; optimizer not rebuilt
@@ -76,7 +88,7 @@ def main() -> None:
             optimizer.zero_grad()
         if bug("clip-before-backward", i):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        loss = F.cross_entropy(model(x).float(), y)
+        loss = F.cross_entropy(forward(x, i).float(), y)
         loss.backward()
         if not bug("clip-before-backward", i):
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
