@@ -295,3 +295,45 @@ def test_extra_apis_are_traced_and_saved_with_the_invariants(unseen, tmp_path):
     assert api.check(out, ["python", str(script), "1"]) == []
     with pytest.raises(InputError, match="cannot find"):
         api.learn([["python", str(script), "0"]], apis=["torch.no_such_api"])
+
+
+SUBMODULE_LOOP = textwrap.dedent('''
+    import sys
+    import torch
+
+    torch.manual_seed(int(sys.argv[1]))
+    bug = len(sys.argv) > 2
+
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.enc = torch.nn.Linear(8, 16)
+            self.head = torch.nn.Linear(16, 3)
+
+
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for i in range(6):
+        x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
+        opt.zero_grad()
+        h = torch.relu(net.enc(x))          # no top-level net(x): the loop calls the submodules
+        if bug and i >= 3:
+            h = h.detach()                  # the encoder silently stops learning
+        torch.nn.functional.cross_entropy(net.head(h), y).backward()
+        opt.step()
+''')
+
+
+def test_a_loop_that_calls_submodules_directly_is_traced_and_checked(tmp_path):
+    script = tmp_path / "sub.py"
+    script.write_text(SUBMODULE_LOOP)
+    dirs = [tmp_path / f"t{i}" for i in range(4)]
+    collect_many([["python", str(script), "0"], ["python", str(script), "1"], ["python", str(script), "2"],
+                  ["python", str(script), "3", "bug"]], dirs)
+    run = R.Run.load(dirs[0])
+    assert sorted({c.iter for c in run.calls}) == list(range(6))      # one iteration per step, not per call
+    invs = api.learn(traces=dirs[:2])
+    assert api.check(invs, trace=dirs[2]) == []
+    v = api.check(invs, trace=dirs[3])
+    assert v and min(x.iter for x in v) == 3

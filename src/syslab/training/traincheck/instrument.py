@@ -138,6 +138,9 @@ class Tracer:
         self._call = 0
         self._depth = 0
         self._models: weakref.WeakValueDictionary[int, torch.nn.Module] = weakref.WeakValueDictionary()
+        # each traced model's name in the state: its type, with #k for the k-th other of that type (a loop that
+        # calls two Linear submodules directly must not file both under "Linear")
+        self._model_names: dict[int, str] = {}
         self._optimizers: weakref.WeakValueDictionary[int, torch.optim.Optimizer] = weakref.WeakValueDictionary()
         self._undo: list = []
         self._fingerprint = _Fingerprints()
@@ -170,7 +173,7 @@ class Tracer:
         named: dict[int, str] = {}
         state: dict[str, list] = {}
         for model in list(self._models.values()):
-            root = type(model).__name__
+            root = self._model_names.get(id(model), type(model).__name__)
             state[root] = ["module", {"training": bool(model.training)}]
             if not params:
                 continue
@@ -339,6 +342,10 @@ class Tracer:
                     self.iteration += 1
                     self._backward_since_boundary = False
                 model = _unwrap(module)
+                if id(model) not in self._model_names or self._models.get(id(model)) is not model:
+                    base = type(model).__name__
+                    taken = sum(1 for n in self._model_names.values() if n.split("#")[0] == base)
+                    self._model_names[id(model)] = base if taken == 0 else f"{base}#{taken}"
                 self._models[id(model)] = model
                 self._call += 1
                 first = next((a for a in args if isinstance(a, torch.Tensor)), None)
