@@ -52,6 +52,21 @@ def test_fingerprint_sees_changes_that_keep_the_sum():
     assert fingerprint(a) == fingerprint(a.clone()) and fingerprint(a.to(torch.bfloat16)) != fingerprint(a)
 
 
+def test_fingerprint_cache_never_serves_a_dead_gradients_fingerprint_to_its_successor():
+    # zero_grad frees each gradient and backward allocates a new one, which can reuse the dead one's id,
+    # storage and version counter: the cache must still hash the new values
+    from syslab.training.traincheck.instrument import _Fingerprints
+
+    fp = _Fingerprints()
+    torch.manual_seed(0)
+    m = torch.nn.Linear(8, 16)
+    for _ in range(30):
+        m.zero_grad()
+        m(torch.randn(4, 8)).pow(2).sum().backward()
+        assert fp(m.weight.grad)[0] == fingerprint(m.weight.grad)
+    assert len(fp._cache) <= 2                  # entries of dead gradients go with them
+
+
 def test_iteration_advances_on_a_new_forward_when_no_step_comes(tmp_path):
     tracer = Tracer(tmp_path).install()
     try:
@@ -77,7 +92,7 @@ def _run(calls):
     return run
 
 
-def _loop(iters, skip_zero_grad_at=None, rank=0, seq0=0):
+def _seq_loop(iters, skip_zero_grad_at=None, rank=0, seq0=0):
     calls, seq = [], seq0
     for it in range(iters):
         for api_name in ("Optimizer.zero_grad", "Module.forward", "Tensor.backward", "Optimizer.step"):
@@ -89,12 +104,12 @@ def _loop(iters, skip_zero_grad_at=None, rank=0, seq0=0):
 
 
 def test_sequence_invariants_catch_a_missing_call_in_the_first_iteration_it_is_missing():
-    invs = R.infer([_run(_loop(4)), _run(_loop(3))])
+    invs = R.infer([_run(_seq_loop(4)), _run(_seq_loop(3))])
     texts = {i.text for i in invs}
     assert "every Tensor.backward comes after a Optimizer.zero_grad in its iteration" in texts
     assert "every Tensor.backward is followed by a Optimizer.step in its iteration" in texts
-    assert R.check(_run(_loop(5)), invs) == []
-    v = R.check(_run(_loop(5, skip_zero_grad_at=2)), invs)
+    assert R.check(_run(_seq_loop(5)), invs) == []
+    v = R.check(_run(_seq_loop(5, skip_zero_grad_at=2)), invs)
     assert v and min(x.iter for x in v) == 2
     assert all(x.iter == 2 for x in v)
 
@@ -165,7 +180,7 @@ def test_rank_and_distinct_invariants():
 
 
 def test_invariants_file_roundtrip_and_bad_files(tmp_path):
-    invs = R.infer([_run(_loop(3))])
+    invs = R.infer([_run(_seq_loop(3))])
     path = tmp_path / "inv.json"
     R.save(invs, path, ["ref"])
     back = R.load(path)
@@ -175,6 +190,8 @@ def test_invariants_file_roundtrip_and_bad_files(tmp_path):
         R.load(path)
     with pytest.raises(InputError, match="not found"):
         R.load(tmp_path / "missing.json")
+    with pytest.raises(InputError, match="directory not found"):           # the Python API, as the CLI
+        api.check(invs, trace=tmp_path / "nodir")
 
 
 def test_loss_monitor_flags_nan_spikes_and_plateaus():
@@ -301,8 +318,8 @@ SUBMODULE_LOOP = textwrap.dedent('''
     import sys
     import torch
 
-    torch.manual_seed(int(sys.argv[1]))
-    bug = len(sys.argv) > 2
+    seed, mode, bug = int(sys.argv[1]), sys.argv[2], len(sys.argv) > 3
+    torch.manual_seed(seed)
 
 
     class Net(torch.nn.Module):
@@ -311,29 +328,127 @@ SUBMODULE_LOOP = textwrap.dedent('''
             self.enc = torch.nn.Linear(8, 16)
             self.head = torch.nn.Linear(16, 3)
 
+        def forward(self, x):
+            return self.head(torch.relu(self.enc(x)))
+
 
     net = Net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     for i in range(6):
         x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
         opt.zero_grad()
-        h = torch.relu(net.enc(x))          # no top-level net(x): the loop calls the submodules
-        if bug and i >= 3:
-            h = h.detach()                  # the encoder silently stops learning
-        torch.nn.functional.cross_entropy(net.head(h), y).backward()
+        if mode == "whole":
+            out = net(x)
+        else:                                   # no top-level net(x): the loop calls the submodules
+            h = torch.relu(net.enc(x))
+            if bug and i >= 3:
+                h = h.detach()                  # the encoder silently stops learning
+            out = net.head(h)
+        torch.nn.functional.cross_entropy(out, y).backward()
         opt.step()
 ''')
 
 
-def test_a_loop_that_calls_submodules_directly_is_traced_and_checked(tmp_path):
-    script = tmp_path / "sub.py"
+def _param_events(run):
+    """Every parameter snapshot around the state APIs, as (api, iteration, phase, variable, attributes)."""
+    return [(c.api, c.iter, phase, var, attrs) for c in run.calls if c.api in R.STATE_APIS
+            for phase, snap in (("pre", c.pre), ("post", c.post)) for var, (vtype, attrs) in snap.items()
+            if vtype == "param"]
+
+
+@pytest.fixture(scope="module")
+def submodule_traces(tmp_path_factory):
+    d = tmp_path_factory.mktemp("submodules")
+    script = d / "sub.py"
     script.write_text(SUBMODULE_LOOP)
-    dirs = [tmp_path / f"t{i}" for i in range(4)]
-    collect_many([["python", str(script), "0"], ["python", str(script), "1"], ["python", str(script), "2"],
-                  ["python", str(script), "3", "bug"]], dirs)
-    run = R.Run.load(dirs[0])
-    assert sorted({c.iter for c in run.calls}) == list(range(6))      # one iteration per step, not per call
-    invs = api.learn(traces=dirs[:2])
-    assert api.check(invs, trace=dirs[2]) == []
-    v = api.check(invs, trace=dirs[3])
-    assert v and min(x.iter for x in v) == 3
+    argvs = [("0", "parts"), ("1", "parts"), ("2", "parts"), ("3", "parts", "bug"), ("0", "whole"), ("1", "whole")]
+    dirs = [d / f"t{i}" for i in range(len(argvs))]
+    collect_many([["python", str(script), *a] for a in argvs], dirs)
+    return dirs
+
+
+def test_a_loop_that_calls_submodules_directly_is_traced_like_one_that_calls_the_model(submodule_traces):
+    parts, whole = R.Run.load(submodule_traces[0]), R.Run.load(submodule_traces[4])
+    assert sorted({c.iter for c in parts.calls}) == list(range(6))    # one iteration per step, not per call
+    events = _param_events(parts)
+    assert {e[3] for e in events} == {"Net.enc.weight", "Net.enc.bias", "Net.head.weight", "Net.head.bias"}
+    assert events == _param_events(whole)            # same seed, same computation: the same state, same names
+    state = ("changes", "keeps", "const")
+    learned = [{i.key for i in api.learn(traces=submodule_traces[k:k + 2]) if i.key[0] in state} for k in (0, 4)]
+    assert learned[0] == learned[1]
+
+
+def test_a_bug_in_a_submodule_calling_loop_is_caught_at_its_trigger(submodule_traces):
+    for refs in (submodule_traces[:2], submodule_traces[4:]):        # learned from either form of the loop
+        invs = api.learn(traces=refs)
+        assert api.check(invs, trace=submodule_traces[2]) == []
+        v = api.check(invs, trace=submodule_traces[3])
+        assert v and min(x.iter for x in v) == 3
+        assert any(x.invariant.key == ("changes", "Tensor.backward", "grad") and x.subject.startswith("Net.enc")
+                   for x in v)
+
+
+# --- online checking ----------------------------------------------------------------------------------------
+
+
+def _loop(steps, seed, no_zero_grad_from=None, reached=None):
+    torch.manual_seed(seed)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    for i in range(steps):
+        if reached is not None:
+            reached.append(i)
+        if no_zero_grad_from is None or i < no_zero_grad_from:
+            opt.zero_grad()
+        torch.nn.functional.cross_entropy(m(torch.randn(5, 4)), torch.randint(0, 2, (5,))).backward()
+        opt.step()
+
+
+def test_online_check_stops_the_run_as_the_trigger_iteration_ends(tmp_path):
+    from syslab.training.traincheck.online import SilentErrorDetected
+
+    runs = []
+    for seed in (0, 1):
+        with api.tracing() as box:
+            _loop(8, seed)
+        runs.append(box["run"])
+    invs = R.infer(runs)
+    with api.tracing(online=invs):
+        _loop(8, 2)                                             # clean: runs to the end, nothing raised
+    reached = []
+    with pytest.raises(SilentErrorDetected) as e, api.tracing(tmp_path, online=invs) as box:
+        _loop(8, 3, no_zero_grad_from=3, reached=reached)
+    first = e.value.violations[0]
+    assert first.iter == 3 and first.reported_at == 3 and reached[-1] == 3    # stopped in its step, 4 early
+    assert {v.iter for v in R.check(box["run"], invs)} == {3}   # the offline check of the same prefix agrees
+    assert (tmp_path / f"violation-{__import__('os').getpid()}.json").is_file()
+
+
+def test_cli_online_check_reports_the_trigger_iteration_and_stops_the_run(unseen, tmp_path, capsys, monkeypatch):
+    from syslab.cli import main
+
+    script, dirs = unseen
+    inv = tmp_path / "inv.json"
+    api.learn(traces=dirs[:2], out=inv)
+    marked = tmp_path / "marked.py"                  # the unseen script, leaving a mark if it runs to its end
+    marked.write_text(SCRIPT + "import os\nopen(os.environ['DONE_MARK'], 'w').close()\n")
+    done = tmp_path / "done"
+    monkeypatch.setenv("DONE_MARK", str(done))
+    with pytest.raises(SystemExit) as e:
+        main(["traincheck", "check", "--invariants", str(inv), "--online", "--json", "--", "python", str(marked),
+              "2"])
+    assert e.value.code == 0 and done.exists()       # a clean run goes to its end, with no violation
+    done.unlink()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(["traincheck", "check", "--invariants", str(inv), "--online", "--json", "--", "python", str(marked),
+              "3", "accumulate"])
+    first = json.loads(capsys.readouterr().out)["violations"][0]
+    assert e.value.code == 1 and first["iteration"] == 3 and first["reported_at_iteration"] == 3
+    assert not done.exists()                         # stopped at its trigger, four iterations before its end
+    offline = api.check(inv, trace=dirs[3])
+    assert min(v.iter for v in offline) == first["iteration"]
+    with pytest.raises(SystemExit) as e:             # online needs a running command, not a finished trace
+        main(["traincheck", "check", "--invariants", str(inv), "--online", "--trace", str(dirs[3])])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--online" in err and "Traceback" not in err

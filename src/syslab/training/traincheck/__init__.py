@@ -13,14 +13,17 @@ violation with its iteration, rank and the APIs or variables involved.
 **What runs for real here (REAL).** Everything, on CPU PyTorch: the tracer (``instrument.py``; torch's
 global optimizer and module hooks plus wrappers, injected into every Python process of a command through a
 ``sitecustomize`` bootstrap, so scripts run unedited, ``torch.multiprocessing`` children included), the
-relation templates, precondition inference and checking (``relations.py``), and a suite of small training
-programs with eleven silent bugs and their clean twins (``programs/``), data-parallel ones on two gloo
-processes. Tools: ``syslab traincheck collect | learn | check | show``; Python API in ``api.py``.
+relation templates, precondition inference and checking (``relations.py``), online checking inside the traced
+processes that stops a run as the iteration that broke an invariant ends (``online.py``; ``check --online``),
+and a suite of small training programs with thirteen silent bugs and their clean twins (``programs/``),
+data-parallel ones on two gloo processes. Tools: ``syslab traincheck collect | learn | check | show``; Python
+API in ``api.py``.
 
 **What differs from the paper.** Our templates are TrainCheck's in the forms our traces support (sequence,
 contain, consistent over time and across ranks, distinct arguments, thresholds); preconditions are
 conjunctions found by greedy set cover, not the paper's recursive search with disjunctions; state is
-summarised at API boundaries (hashes of parameter bytes), not tracked through proxies. The bugs are
+summarised at API boundaries (hashes of parameter bytes), not tracked through proxies; online, each process
+checks only its own rank, so cross-rank invariants are checked on the trace after the run. The bugs are
 miniatures of the paper's classes, not its 20 real-world cases.
 """
 
@@ -36,7 +39,7 @@ SYSTEM = System(
     domain="training",
     fidelity=Fidelity.REAL,
     real="tracing of unedited PyTorch programs (single process and 2-rank gloo DDP), invariant inference with "
-         "preconditions, checking; eleven silent bugs and their clean twins",
+         "preconditions, offline and online checking; thirteen silent bugs and their clean twins",
     modelled="nothing",
     claims=_reproduction.CLAIMS,
     reproduce=_reproduction.reproduce,

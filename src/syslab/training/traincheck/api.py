@@ -74,35 +74,66 @@ def _validate_apis(apis) -> None:
 
 
 def check(invariants: list[R.Invariant] | str | Path, command: list[str] | None = None,
-          trace: str | Path | None = None, timeout_s: float | None = None, every: int = 1) -> list[R.Violation]:
+          trace: str | Path | None = None, timeout_s: float | None = None, every: int = 1,
+          online: bool = False) -> list[R.Violation]:
     """Check a run (a command to trace, or a trace directory) against invariants; the violations, earliest
-    first. A command is traced selectively: only the state the invariants read (see ``selection``)."""
+    first. A command is traced selectively: only the state the invariants read (see ``selection``).
+    ``online``: check the command's iterations as they end and stop it at the first violation (``online.py``);
+    the violations then carry ``reported_at`` (the iteration the run was stopped in), and the cross-rank
+    invariants, which no single process can check, are checked on the trace after the run."""
     if command is None and trace is None:
         raise InputError("no run to check.", field="COMMAND / --trace",
                          fix="give a command after -- or a trace directory with --trace.")
+    if online and command is None:
+        raise InputError("online checking watches a running command, and none was given.", field="--online",
+                         fix="give the training command after --, or drop --online to check a trace.")
     from syslab.training.traincheck.instrument import ENV_APIS
 
     invs, apis = R.load_file(Path(invariants)) if isinstance(invariants, str | Path) else (invariants, [])
     env = selection(invs, every)
     if apis:
         env[ENV_APIS] = ",".join(apis)
+    if online:
+        return _check_online(invs, apis, command, timeout_s, env)
     run = _runs([command] if command else [], [trace] if trace else [], timeout_s, env)[0]
     return R.check(run, invs)
 
 
+def _check_online(invs: list[R.Invariant], apis: list[str], command: list[str], timeout_s: float | None,
+                  env: dict[str, str]) -> list[R.Violation]:
+    from syslab.training.traincheck.instrument import ENV_ONLINE
+    from syslab.training.traincheck.online import read_reports
+
+    with tempfile.TemporaryDirectory(prefix="syslab-traincheck-") as tmp:
+        spec = Path(tmp) / "invariants.json"           # the traced processes load the invariants from here
+        R.save(invs, spec, [], apis)
+        traces = Path(tmp) / "trace"
+        try:
+            collect(command, traces, timeout_s, {**env, ENV_ONLINE: str(spec)})
+        except InputError:
+            if not read_reports(traces):                # the command failed on its own, not stopped by us
+                raise
+        stopped = read_reports(traces)
+        cross = [i for i in invs if i.key[0] in R.CROSS_RANK]
+        after = R.check(R.Run.load(traces), cross) if cross else []
+    return sorted(stopped + after, key=lambda v: (v.iter, v.rank, v.invariant.text))
+
+
 @contextlib.contextmanager
-def tracing(out_dir: str | Path | None = None) -> Iterator[dict]:
+def tracing(out_dir: str | Path | None = None, online: list[R.Invariant] | None = None) -> Iterator[dict]:
     """Trace the training code run inside the ``with`` block, in this process. On exit, ``box["run"]`` holds
     the loaded ``Run`` (check it with ``relations.check``)::
 
         with tracing() as box:
             train(model, steps=10)
         violations = relations.check(box["run"], invariants)
-    """
+
+    With ``online`` invariants, each iteration is checked as it ends and the first violation is raised into
+    the block as ``online.SilentErrorDetected``."""
     from syslab.training.traincheck.instrument import Tracer
 
     tmp = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="syslab-traincheck-"))
-    tracer = Tracer(tmp).install()
+    tracer = Tracer(tmp, online=online).install()
     box: dict = {}
     try:
         yield box

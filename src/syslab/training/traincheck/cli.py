@@ -53,6 +53,8 @@ def traincheck_check(invariants: Annotated[Path, typer.Option(help="invariants f
                      every: Annotated[int, typer.Option(help="snapshot state only every N-th iteration (less "
                                                            "overhead; state violations may surface up to N-1 "
                                                            "iterations late)")] = 1,
+                     online: Annotated[bool, typer.Option(help="check each iteration as it ends and stop the run "
+                                                           "at the first violation (needs a command)")] = False,
                      as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
                      command: CommandArg = None) -> None:
     """Check a run against invariants: exit 1 and print the violations if any, exit 0 if clean."""
@@ -67,14 +69,15 @@ def traincheck_check(invariants: Annotated[Path, typer.Option(help="invariants f
     if trace is not None:
         user_dir(trace, field="--trace", fix="pass a trace directory written by syslab traincheck collect.")
     with err.status("tracing and checking"):
-        violations = api.check(invariants, command or None, trace, every=every)
+        violations = api.check(invariants, command or None, trace, every=every, online=online)
     if as_json:
         print_json({"invariants": len(invs), "violations": [v.to_dict() for v in violations]})
     elif violations:
-        table = Table("iteration", "rank", "invariant", "evidence",
-                      title=f"{len(violations)} of {len(invs)} invariants violated (earliest first)")
+        columns = ("iteration", "rank", "invariant", "evidence") + (("reported (run stopped) in",) if online else ())
+        table = Table(*columns, title=f"{len(violations)} of {len(invs)} invariants violated (earliest first)")
         for v in violations:
-            table.add_row(str(v.iter), str(v.rank), v.invariant.text, v.evidence)
+            when = ("after the run" if v.reported_at is None else f"iteration {v.reported_at}",) if online else ()
+            table.add_row(str(v.iter), str(v.rank), v.invariant.text, v.evidence, *when)
         out.print(table)
     else:
         out.print(f"clean: no violation of {len(invs)} invariants")

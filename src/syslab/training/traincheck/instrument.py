@@ -12,7 +12,9 @@ intrusive; hooks plus snapshots at API boundaries suffice here):
   top-level forward: per parameter of the traced model(s) a fingerprint of its values (a hash of its bytes:
   exact across data-parallel ranks), whether it has a gradient, the gradient's fingerprint and whether it is
   all zeros, ``requires_grad``, dtype, and whether an optimizer holds it; per model its ``training`` flag; per
-  optimizer its learning rates.
+  optimizer its learning rates. The traced models are the outermost modules the program ran or took
+  ``parameters()`` of, so a loop that calls ``model.enc`` and ``model.head`` directly is traced as ``model``,
+  under the same names as one that calls ``model(x)``.
 
 Every event carries the process's rank and the *iteration*: it starts at 0 and advances after each
 ``Optimizer.step``, or, if a step never came, at the first top-level forward after a backward (so a
@@ -41,6 +43,7 @@ ENV_DIR = "SYSLAB_TRAINCHECK_DIR"
 ENV_STATE_APIS = "SYSLAB_TRAINCHECK_STATE_APIS"     # comma-separated; unset = all
 ENV_EVERY = "SYSLAB_TRAINCHECK_EVERY"
 ENV_APIS = "SYSLAB_TRAINCHECK_APIS"                 # comma-separated dotted names of more APIs to trace
+ENV_ONLINE = "SYSLAB_TRAINCHECK_ONLINE"             # an invariants file to check online (see online.py)
 
 
 FULL_HASH_ELEMENTS = 1 << 16
@@ -67,21 +70,31 @@ class _Fingerprints:
     """Fingerprints cached by tensor identity, version counter and storage: a tensor nobody wrote to since the
     last snapshot is not hashed again (an iteration takes eight snapshots, but each parameter changes once and
     each gradient once or twice). Limitation: writes through ``.data`` do not bump the version counter, so a
-    program that updates parameters only through ``.data`` needs ``cache=False``."""
+    program that updates parameters only through ``.data`` needs ``cache=False``.
+
+    Identity is a weak reference, not ``id`` alone: ``zero_grad`` frees each gradient and the next backward
+    allocates a fresh one, which may get the dead one's ``id``, storage and version 0; keyed by ``id`` alone,
+    the new gradient would read the old one's fingerprint. An entry goes when its tensor dies."""
 
     def __init__(self, cache: bool = True) -> None:
         self.cache = cache
-        self._cache: dict[int, tuple[tuple, tuple[str, bool]]] = {}
+        self._cache: dict[int, tuple[weakref.ref, tuple, tuple[str, bool]]] = {}
 
     def __call__(self, t: torch.Tensor) -> tuple[str, bool]:
         """(fingerprint, whether every element is zero)."""
         key = (t._version, t.data_ptr(), t.dtype)
         hit = self._cache.get(id(t))
-        if self.cache and hit is not None and hit[0] == key:
-            return hit[1]
+        if self.cache and hit is not None and hit[0]() is t and hit[1] == key:
+            return hit[2]
         out = (fingerprint(t), not bool(t.detach().any()))
-        self._cache[id(t)] = (key, out)
+        if self.cache:
+            self._cache[id(t)] = (weakref.ref(t, functools.partial(self._forget, id(t))), key, out)
         return out
+
+    def _forget(self, ident: int, ref: weakref.ref) -> None:
+        entry = self._cache.get(ident)
+        if entry is not None and entry[0] is ref:          # not a newer tensor's entry under a reused id
+            del self._cache[ident]
 
 
 def _rank() -> int:
@@ -121,11 +134,15 @@ class Tracer:
     """Collects events for one process. ``install()`` patches torch; ``close()`` writes the trace."""
 
     def __init__(self, out_dir: str | Path, state_apis: set[str] | None = None, every: int = 1,
-                 extra_apis: tuple[str, ...] = ()) -> None:
+                 extra_apis: tuple[str, ...] = (), online: list | None = None) -> None:
         """``state_apis``: snapshot parameters only around these APIs (selective instrumentation: a check needs
         only what its invariants read); ``every``: only in every ``every``-th iteration (sampling);
         ``extra_apis``: more functions or methods to trace by dotted name (``torch.nn.functional.softmax``,
-        ``torch.Tensor.add_``), recorded with their scalar arguments and result."""
+        ``torch.Tensor.add_``), recorded with their scalar arguments and result; ``online``: invariants to
+        check as each iteration ends, stopping the program at the first violation (``online.py``)."""
+        from syslab.training.traincheck.online import OnlineChecker
+
+        self._online = OnlineChecker(online, out_dir) if online else None
         self.extra_apis = tuple(extra_apis)
         self.path = Path(out_dir) / f"trace-{os.getpid()}.jsonl"
         self.state_apis = state_apis
@@ -137,10 +154,14 @@ class Tracer:
         self._seq = 0
         self._call = 0
         self._depth = 0
+        # every module the program ran (outermost forward) or asked for its parameters (``model.parameters()``
+        # to build an optimizer or clip): the traced models are the outermost of these, so a loop that calls
+        # ``model.enc`` and ``model.head`` directly is still traced as ``model`` under the same names
         self._models: weakref.WeakValueDictionary[int, torch.nn.Module] = weakref.WeakValueDictionary()
-        # each traced model's name in the state: its type, with #k for the k-th other of that type (a loop that
-        # calls two Linear submodules directly must not file both under "Linear")
+        # each root's name in the state: its type, with #k for the k-th other of that type (two unrelated Linear
+        # roots must not be filed both under "Linear")
         self._model_names: dict[int, str] = {}
+        self._named: weakref.WeakValueDictionary[int, torch.nn.Module] = weakref.WeakValueDictionary()
         self._optimizers: weakref.WeakValueDictionary[int, torch.optim.Optimizer] = weakref.WeakValueDictionary()
         self._undo: list = []
         self._fingerprint = _Fingerprints()
@@ -160,7 +181,23 @@ class Tracer:
 
     def emit(self, kind: str, **fields: Any) -> None:
         self._seq += 1
-        self.events.append({"kind": kind, "seq": self._seq, "iter": self.iteration, "rank": self.rank(), **fields})
+        event = {"kind": kind, "seq": self._seq, "iter": self.iteration, "rank": self.rank(), **fields}
+        self.events.append(event)
+        if self._online is not None:
+            self._online.feed(event)
+
+    def _advance(self, next_started: bool) -> None:
+        """End the iteration; checked online, its violation stops the program here (raised into it): still in
+        the iteration that ended (its ``step`` returning), or in the next one (``next_started``: its forward)."""
+        ended = self.iteration
+        self.iteration += 1
+        self._backward_since_boundary = False
+        if self._online is not None:
+            found = self._online.end_iteration(ended, ended + 1 if next_started else ended)
+            if found:
+                from syslab.training.traincheck.online import SilentErrorDetected
+
+                raise SilentErrorDetected(found)
 
     def api(self, name: str, phase: str, call: int, **fields: Any) -> None:
         self.emit("api", api=name, phase=phase, call=call, **fields)
@@ -172,8 +209,8 @@ class Tracer:
         held = {id(p) for opt in self._optimizers.values() for g in opt.param_groups for p in g["params"]}
         named: dict[int, str] = {}
         state: dict[str, list] = {}
-        for model in list(self._models.values()):
-            root = self._model_names.get(id(model), type(model).__name__)
+        for model in self.roots():
+            root = self._name(model)
             state[root] = ["module", {"training": bool(model.training)}]
             if not params:
                 continue
@@ -188,6 +225,26 @@ class Tracer:
                     if params and id(p) not in named:            # held by an optimizer but in no traced model
                         state[f"{type(opt).__name__}{i}.group{g}.param{j}"] = ["param", self._param(p, True)]
         self.emit("state", api=api, phase=phase, call=call, vars=state)
+
+    def see(self, module: torch.nn.Module) -> None:
+        """Remember a module the program uses (unwrapped from DDP)."""
+        model = _unwrap(module)
+        self._models[id(model)] = model
+
+    def roots(self) -> list[torch.nn.Module]:
+        """The seen modules that are part of no other seen module, in the order first seen. Recomputed at each
+        snapshot (O(modules)), since a program may re-parent modules mid-run (``model[5] = nn.Linear(...)``)."""
+        seen = list(self._models.values())
+        inner = {id(sub) for m in seen for sub in m.modules() if sub is not m}
+        return [m for m in seen if id(m) not in inner]
+
+    def _name(self, model: torch.nn.Module) -> str:
+        if id(model) not in self._model_names or self._named.get(id(model)) is not model:
+            base = type(model).__name__
+            taken = sum(1 for n in self._model_names.values() if n.split("#")[0] == base)
+            self._model_names[id(model)] = base if taken == 0 else f"{base}#{taken}"
+            self._named[id(model)] = model
+        return self._model_names[id(model)]
 
     def _param(self, p: torch.Tensor, in_optimizer: bool) -> dict:
         attrs = {"value": self._fingerprint(p)[0], "requires_grad": bool(p.requires_grad),
@@ -275,8 +332,7 @@ class Tracer:
                 call = getattr(opt, "__syslab_call__", self._call)
                 self.snapshot("Optimizer.step", "post", call)
                 self.api("Optimizer.step", "post", call, ret=None)
-                self.iteration += 1                         # an optimizer step ends the iteration
-                self._backward_since_boundary = False
+                self._advance(next_started=False)           # an optimizer step ends the iteration
             finally:
                 self._busy = False
 
@@ -292,6 +348,18 @@ class Tracer:
             return init
 
         self._patch(torch.optim.Optimizer, "__init__", track_optimizer)
+
+        def track_module(fn):
+            @functools.wraps(fn)
+            def parameters(module, *args, **kwargs):
+                if not self._busy and not self._closed:
+                    self.see(module)
+                return fn(module, *args, **kwargs)
+            parameters.__syslab_traced__ = True
+            return parameters
+
+        for attr in ("parameters", "named_parameters"):
+            self._patch(torch.nn.Module, attr, track_module)
         self._patch(torch.optim.Optimizer, "zero_grad", self._traced(
             "Optimizer.zero_grad", snapshot=True, args_of=lambda opt, set_to_none=True: {
                 "optimizer": type(opt).__name__, "set_to_none": bool(set_to_none)}))
@@ -339,14 +407,13 @@ class Tracer:
             self._busy = True
             try:
                 if self._backward_since_boundary:           # a new forward after a backward with no step
-                    self.iteration += 1
-                    self._backward_since_boundary = False
+                    try:
+                        self._advance(next_started=True)
+                    except BaseException:                   # stopped online: this forward never runs
+                        self._depth -= 1
+                        raise
                 model = _unwrap(module)
-                if id(model) not in self._model_names or self._models.get(id(model)) is not model:
-                    base = type(model).__name__
-                    taken = sum(1 for n in self._model_names.values() if n.split("#")[0] == base)
-                    self._model_names[id(model)] = base if taken == 0 else f"{base}#{taken}"
-                self._models[id(model)] = model
+                self.see(model)
                 self._call += 1
                 first = next((a for a in args if isinstance(a, torch.Tensor)), None)
                 self.api("Module.forward", "pre", self._call,
@@ -388,6 +455,8 @@ class Tracer:
         if not self._closed:
             self._closed = True
             self.uninstall()
+            if self._online is not None:                    # the final iteration, as the run's last
+                self._online.end_iteration(self.iteration, self.iteration, last=True)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("w") as f:
                 for e in self.events:
@@ -437,8 +506,13 @@ def start(out_dir: str | Path) -> Tracer:
     if _ACTIVE is None:
         apis = os.environ.get(ENV_STATE_APIS)
         extra = tuple(a for a in os.environ.get(ENV_APIS, "").split(",") if a)
+        online = None
+        if os.environ.get(ENV_ONLINE):
+            from syslab.training.traincheck.relations import load
+
+            online = load(Path(os.environ[ENV_ONLINE]))
         _ACTIVE = Tracer(out_dir, set(apis.split(",")) if apis is not None else None,
-                         int(os.environ.get(ENV_EVERY, "1")), extra).install()
+                         int(os.environ.get(ENV_EVERY, "1")), extra, online).install()
         atexit.register(_ACTIVE.close)
     return _ACTIVE
 

@@ -29,6 +29,7 @@ number of examples, which is about (calls x APIs) + (snapshots) per trace.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Iterator
@@ -76,19 +77,33 @@ class Run:
 
     calls: list[Call]
     source: str = ""
+    # True while the run is still going (online checking): no iteration seen so far is its last one
+    running: bool = False
 
     @property
     def ranks(self) -> list[int]:
         return sorted({c.rank for c in self.calls})
 
+    @functools.cached_property
+    def _last_iters(self) -> dict[int, int]:
+        """Each rank's last iteration: asked once per example, so computed in one pass, once."""
+        last: dict[int, int] = {}
+        for c in self.calls:
+            last[c.rank] = max(last.get(c.rank, 0), c.iter)
+        return last
+
     def last_iter(self, rank: int) -> int:
-        return max((c.iter for c in self.calls if c.rank == rank), default=0)
+        return self._last_iters.get(rank, 0)
 
     @classmethod
     def load(cls, paths: list[Path] | Path) -> Run:
         """From a trace directory or a list of ``trace-*.jsonl`` files."""
         if isinstance(paths, Path | str):
             root = Path(paths)
+            if not root.is_file():
+                from syslab.core.inputs import user_dir
+
+                user_dir(root, field="trace", fix="pass a trace directory written by syslab traincheck collect.")
             files = sorted(root.glob("trace-*.jsonl")) if root.is_dir() else [root]
             source = str(root)
         else:
@@ -103,28 +118,40 @@ class Run:
         return cls(calls, source)
 
 
+class CallParser:
+    """One process's events -> its calls, one event at a time (a trace file, or a running tracer's stream)."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, Call] = {}     # distinct processes may share call numbers; a parser is one process
+
+    def feed(self, e: dict) -> Call | None:
+        """The call this event completes, if any. Raises KeyError/TypeError on a malformed event."""
+        kind = e["kind"]
+        if kind == "api" and e["phase"] == "pre":
+            self.open[e["call"]] = Call(e["api"], e["rank"], e["iter"], e["seq"], e.get("args") or {})
+        elif kind == "api" and e["phase"] == "post" and e["call"] in self.open:
+            c = self.open.pop(e["call"])
+            c.ret = e.get("ret")
+            return c
+        elif kind == "state" and e.get("call") in self.open:
+            target = self.open[e["call"]].pre if e["phase"] == "pre" else self.open[e["call"]].post
+            target.update({var: (vtype, attrs) for var, (vtype, attrs) in e["vars"].items()})
+        return None
+
+
 def _read_process(path: Path) -> list[Call]:
-    open_calls: dict[int, Call] = {}
+    parser = CallParser()
     done: list[Call] = []
     with path.open() as f:
         for n, line in enumerate(f, 1):
             try:
-                e = json.loads(line)
-                kind = e["kind"]
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                c = parser.feed(json.loads(line))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
                 raise InputError(f"line {n} is not a trace event ({err}).", file=path, field=f"line {n}",
                                  fix="use traces written by syslab traincheck.") from err
-            if kind == "api" and e["phase"] == "pre":
-                # distinct processes may share call numbers; a trace file is one process
-                open_calls[e["call"]] = Call(e["api"], e["rank"], e["iter"], e["seq"], e.get("args") or {})
-            elif kind == "api" and e["phase"] == "post" and e["call"] in open_calls:
-                c = open_calls.pop(e["call"])
-                c.ret = e.get("ret")
+            if c is not None:
                 done.append(c)
-            elif kind == "state" and e.get("call") in open_calls:
-                target = open_calls[e["call"]].pre if e["phase"] == "pre" else open_calls[e["call"]].post
-                target.update({var: (vtype, attrs) for var, (vtype, attrs) in e["vars"].items()})
-    done += open_calls.values()                                 # calls the process never returned from
+    done += parser.open.values()                                # calls the process never returned from
     return done
 
 
@@ -156,7 +183,7 @@ class Example:
 
 
 def _iter_props(run: Run, c: Call) -> dict[str, Any]:
-    return {"first_iter": c.iter == 0, "last_iter": c.iter == run.last_iter(c.rank)}
+    return {"first_iter": c.iter == 0, "last_iter": not run.running and c.iter == run.last_iter(c.rank)}
 
 
 def sequence_examples(run: Run) -> Iterator[Example]:
@@ -404,20 +431,29 @@ class Violation:
     iter: int
     subject: str
     evidence: str
+    # online checking: the iteration the run was in when the violation was reported (None: after the run)
+    reported_at: int | None = None
 
     def to_dict(self) -> dict:
-        return {"invariant": self.invariant.text, "relation": self.invariant.key[0], "rank": self.rank,
-                "iteration": self.iter, "subject": self.subject, "evidence": self.evidence}
+        out = {"invariant": self.invariant.text, "relation": self.invariant.key[0], "rank": self.rank,
+               "iteration": self.iter, "subject": self.subject, "evidence": self.evidence}
+        if self.reported_at is not None:
+            out["reported_at_iteration"] = self.reported_at
+        return out
 
 
-def check(run: Run, invariants: list[Invariant]) -> list[Violation]:
-    """Each invariant's first violation in ``run`` (earliest iteration), ordered by iteration."""
+CROSS_RANK = ("ranks_equal", "distinct_ranks")     # templates that need every rank's trace at once
+
+
+def check(run: Run, invariants: list[Invariant], iters: set[int] | None = None) -> list[Violation]:
+    """Each invariant's first violation in ``run`` (earliest iteration), ordered by iteration; with ``iters``,
+    only violations in those iterations (an online check of the iteration that just ended)."""
     by_key: dict[tuple, list[Invariant]] = defaultdict(list)
     for inv in invariants:
         by_key[inv.key].append(inv)
     first: dict[int, Violation] = {}
     for e in examples(run):
-        if e.ok or e.key not in by_key:
+        if e.ok or e.key not in by_key or (iters is not None and e.iter not in iters):
             continue
         for inv in by_key[e.key]:
             if inv.applies(e.props):

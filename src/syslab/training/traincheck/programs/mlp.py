@@ -1,5 +1,5 @@
 """A small classification training program with the usual parts (dropout, a validation pass in eval mode,
-gradient clipping, an LR schedule) and nine silent bugs that can be switched on at one iteration, each a
+gradient clipping, an LR schedule) and eleven silent bugs that can be switched on at one iteration, each a
 miniature of a real-world class of silent training error. Without ``--bug`` it is the clean twin.
 
     python mlp.py [--seed S] [--batch-size B] [--lr LR] [--steps N] [--freeze-first] [--bug NAME] [--at T]
