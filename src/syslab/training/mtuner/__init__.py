@@ -9,9 +9,10 @@ from the forward to the backward, and to keep between iterations, and whether to
 that spare memory buys less communication.
 
 **What runs for real here (HYBRID).** The planner (``plan.py``: the per-layer implementation space, the
-memory arithmetic, a vectorised 2-D knapsack DP, and an exact integer program over layer counts for identical
-layers) and a two-process gloo demo (``demo.py``) of sharded frozen weights with LoRA, where caching the
-gathered weights from forward to backward cuts all-gather bytes with identical LoRA gradients. **Modelled:**
+memory arithmetic, and an exact integer program over layer counts, which for identical layers solves the
+artifact's 2-D knapsack DP's problem without its memory rounding) and a two-process gloo demo (``demo.py``)
+of sharded frozen weights with LoRA, where caching the gathered weights from forward to backward cuts
+all-gather bytes with identical LoRA gradients. **Modelled:**
 step times on 8 x A100-80GB servers with PCIe 4.0 or NVLink 3 links, from FLOPs and datasheet bandwidths
 (the artifact uses measured Megatron times, which need GPUs); every constant is in ``plan.py``.
 """

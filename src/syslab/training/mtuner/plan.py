@@ -31,11 +31,16 @@ above, 0 serialises them, layer = max + (1 - overlap) min) and ``link_speed`` (a
 bandwidth, latency unchanged). The artifact's x1.05 penalties for mixed choices are upstream heuristics; we
 count the extra gathers instead.
 
-**Planner:** a knapsack DP over layers with state (cumulative peak, cumulative valley) in units of
-1 / ``units_per_gb`` GB, minimising the summed layer time; numpy-vectorised (each layer and choice is one
-shifted minimum over the 2-D table). TP must be uniform in a real deployment, so the DP is solved once per
-``gather_to`` and the best is kept (the artifact picks the most common ``gather_to`` first, then re-solves).
-Cost: O(layers x choices x budget_units^2).
+**Planner:** the artifact solves a 2-D knapsack DP over layers, with state (cumulative peak, cumulative valley)
+in memory units. Every layer of our models costs the same, so the problem is exactly how many layers take each
+choice: an integer program over those counts (``solve_counts``, HiGHS), with no memory rounding. It replaces
+the DP, which rounds each layer's memory up to a unit and so can only be worse: measured on 2026-12-04 over the
+reproduction's 16 configurations, at 0.5 GB units the DP's plans were up to 34% slower (llama-30b, 2,048
+tokens, PCIe); at 1/8 GB they were within 0.4%, but each plan took ~1.5 s against ~10 ms, which the
+sensitivity sweep (~240 plans) cannot afford. TP must be uniform in a real deployment, so the program is
+solved once per ``gather_to`` and the fastest plan that fits is kept (the artifact picks the most common
+``gather_to`` first, then re-solves). Models whose layers differ would need one count per (layer kind,
+choice); none here do.
 """
 
 from __future__ import annotations
@@ -47,7 +52,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from syslab.core import gpu as G
-from syslab.core.errors import InputError
 from syslab.core.gpu.transformer import gemm_shapes
 from syslab.core.hardware import GPU, Link
 from syslab.core.models import DTYPE_BYTES, Transformer
@@ -181,52 +185,6 @@ class Plan:
 INFEASIBLE = Plan((), math.inf, math.inf, math.inf)
 
 
-def _budget_units(w: Workload, server: Server, units_per_gb: float) -> int:
-    return int(math.floor((server.memory_bytes / 1e9 - w.reserve_gb) * units_per_gb))
-
-
-def solve(w: Workload, server: Server, choices: tuple[Choice, ...] = CHOICES, units_per_gb: float = 2.0) -> Plan:
-    """The per-layer choices (all layers alike in cost, so the DP is over counts of each choice along the
-    layers) minimising total time with peak and valley memory within the GPU's memory minus the reserve.
-    Memory is rounded *up* to units, so a returned plan always fits."""
-    budget = _budget_units(w, server, units_per_gb)
-    if budget <= 0:
-        raise InputError("the reserve leaves no memory for layers.", field="reserve_gb",
-                         fix="lower the reserve or use a GPU with more memory.")
-    costs = [layer_cost(w, server, c) for c in choices]
-    unit = 1e9 / units_per_gb
-    peak_u = [int(math.ceil(k.peak_bytes / unit)) for k in costs]
-    valley_u = [int(math.ceil(k.valley_bytes / unit)) for k in costs]
-    size = budget + 1
-    best = np.full((size, size), np.inf)
-    best[0, 0] = 0.0
-    picks = []                                                   # per layer: argmin choice per state
-    for _ in range(w.shape.layers):
-        new = np.full((size, size), np.inf)
-        arg = np.full((size, size), -1, dtype=np.int32)
-        for k, (cost, pu, vu) in enumerate(zip(costs, peak_u, valley_u, strict=True)):
-            if pu > budget or vu > budget:
-                continue
-            cand = best[: size - pu, : size - vu] + cost.time_s
-            region = new[pu:, vu:]
-            better = cand < region
-            region[better] = cand[better]
-            arg[pu:, vu:][better] = k
-        picks.append(arg)
-        best = new
-    if not np.isfinite(best).any():
-        return INFEASIBLE
-    p, v = np.unravel_index(int(np.argmin(best)), best.shape)
-    total = float(best[p, v])
-    chosen: list[Choice] = []
-    for arg in reversed(picks):                                  # backtrack
-        k = int(arg[p, v])
-        chosen.append(choices[k])
-        p, v = p - peak_u[k], v - valley_u[k]
-    chosen.reverse()
-    return _plan(w, server, tuple(chosen), total)
-
-
 def _plan(w: Workload, server: Server, chosen: tuple[Choice, ...], total: float | None = None) -> Plan:
     costs = [layer_cost(w, server, c) for c in chosen]
     return Plan(chosen, sum(k.time_s for k in costs) if total is None else total,
@@ -239,9 +197,9 @@ def fits(w: Workload, server: Server, plan: Plan) -> bool:
 
 
 def solve_counts(w: Workload, server: Server, choices: tuple[Choice, ...] = CHOICES) -> Plan:
-    """The same problem, exactly, when every layer costs the same (as here): how many layers take each choice.
-    An integer program over those counts (HiGHS), with no memory rounding; the DP above is the general form
-    for layers that differ, and agrees with this on them (tested)."""
+    """The per-layer choices minimising total time with peak and valley memory within the GPU's memory minus
+    the reserve, exactly, when every layer costs the same (as here): how many layers take each choice, as an
+    integer program over those counts (HiGHS) with no memory rounding (checked against brute force)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     costs = [layer_cost(w, server, c) for c in choices]
