@@ -58,6 +58,29 @@ def test_every_request_finishes_once_with_all_its_tokens(trace):
     assert res.requests.output_tokens.sum() == df.output_tokens.sum()
 
 
+@settings(max_examples=30, deadline=None)
+@given(traces, st.sampled_from([4000, 20000]), st.booleans(), st.integers(1, 3))
+def test_incremental_load_equals_a_rescan_of_the_queues_at_every_arrival(trace, kv, fast, n):
+    seen = []
+
+    def checking_router(r, instances):
+        for inst in instances:                          # preemptions included: tight KV and few blocks
+            assert inst.load == inst.recount_load() >= 0
+        seen.append(len(instances))
+        return E.least_loaded(r, instances)
+
+    df = _frame(*trace)
+    reqs = E.requests_from_frame(df)
+    made = []
+
+    def make(i, s, r):
+        made.append(E.Instance(COST, kv, id=i, start_s=s, ready_s=r, fast_forward=fast, max_seqs=8))
+        return made[-1]
+
+    E.simulate(reqs, make, initial_instances=n, router=checking_router)
+    assert len(seen) == len(df) and all(i.load == 0 == i.recount_load() for i in made)
+
+
 def test_kv_never_exceeds_capacity_under_pressure():
     rng = np.random.default_rng(0)
     df = _frame(np.sort(rng.uniform(0, 1, 200)), rng.integers(100, 2000, 200), rng.integers(50, 800, 200))

@@ -25,7 +25,8 @@ between later tokens), end-to-end latency, preemptions; per run: SLO attainment 
 **Speed.** Spans where the batch only decodes (no admissions, prefills or preemptions) are fast-forwarded in
 closed form with numpy until the next completion, arrival or KV exhaustion, so the cost grows with the
 number of *events* (arrivals, completions, prefill chunks), not with output tokens: O(requests x batch size)
-overall. ``fast_forward=False`` runs every iteration one by one (the reference the tests compare against).
+overall. Each instance's load (the router's signal) is kept up to date as work arrives and runs, so routing
+an arrival costs O(instances), not a rescan of every queue (an overloaded fleet stays linear in requests). ``fast_forward=False`` runs every iteration one by one (the reference the tests compare against).
 """
 
 from __future__ import annotations
@@ -139,11 +140,11 @@ class Request:
 
     @property
     def needed(self) -> int:
-        return self.prompt + max(self.generated - 1, 0)
+        return self.prompt + self.generated - 1 if self.generated else self.prompt
 
     @property
-    def prefilling(self) -> bool:
-        return self.kv < self.needed
+    def prefilling(self) -> bool:              # on the hot path: inlined ``needed``
+        return self.kv < (self.prompt + self.generated - 1 if self.generated else self.prompt)
 
     @property
     def finished(self) -> bool:
@@ -179,6 +180,12 @@ def _blocks(tokens: int | np.ndarray, block: int) -> int | np.ndarray:
     return -(-tokens // block)
 
 
+def _work_of(r: Request) -> int:
+    """A request's outstanding tokens: still to prefill (recomputation after a preemption included) plus still
+    to generate."""
+    return r.needed - r.kv + r.output - r.generated
+
+
 @dataclass(eq=False)
 class Instance:
     """One model replica. ``advance_to(t)`` runs the iterations that *start* before ``t``.
@@ -206,6 +213,8 @@ class Instance:
     iterations: int = field(init=False, default=0)
     busy_s: float = field(init=False, default=0.0)
     peak_blocks: int = field(init=False, default=0)
+    # outstanding tokens of work (``load``), kept up to date at every change instead of rescanning the queues
+    _work: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.clock = self.ready_s
@@ -221,12 +230,17 @@ class Instance:
                              fix="use more GPUs per instance or drop over-long prompts.")
         r.instance = self.id
         self.waiting.append(r)
+        self._work += _work_of(r)
 
     @property
     def load(self) -> int:
-        """Outstanding work in tokens (a router's signal)."""
-        return sum(r.needed - r.kv + r.output - r.generated for r in self.running) + sum(
-            r.prompt + r.output - r.generated for r in self.waiting)
+        """Outstanding work in tokens (a router's signal): every queued or running request's tokens still to
+        prefill (a preempted request's recomputation included) plus its tokens still to generate. O(1): kept
+        up to date as requests arrive, run and are preempted (``recount_load`` is the O(queue) reference)."""
+        return self._work
+
+    def recount_load(self) -> int:
+        return sum(_work_of(r) for r in self.running) + sum(_work_of(r) for r in self.waiting)
 
     @property
     def idle(self) -> bool:
@@ -241,17 +255,19 @@ class Instance:
     # -- one iteration (the reference path) ----------------------------------------------------------------
     def _step(self) -> None:
         b = self.block_tokens
-        committed = sum(self._blocks_of(r) for r in self.running)
+        committed = sum(map(self._blocks_of, self.running))
         decoding = [r for r in self.running if not r.prefilling]
-        growth = sum(_blocks(r.kv + 1, b) - _blocks(r.kv, b) for r in decoding)
+        growth = sum(1 for r in decoding if r.kv % b == 0)               # decodes that open a new block
         while decoding and committed + growth > self.total_blocks:       # recompute preemption, newest first
             victim = self.running.pop()
             committed -= self._blocks_of(victim)
+            if decoding[-1] is victim:                                    # decoding keeps running's order
+                decoding.pop()
+                growth -= victim.kv % b == 0
+            self._work += victim.kv                                       # its cached tokens must be recomputed
             victim.kv = 0
             victim.preemptions += 1
             self.waiting.appendleft(victim)
-            decoding = [r for r in self.running if not r.prefilling]
-            growth = sum(_blocks(r.kv + 1, b) - _blocks(r.kv, b) for r in decoding)
         budget = self.max_batch_tokens - len(decoding)
         chunks: list[tuple[Request, int]] = []
         for r in self.running:                                            # partial prefills first
@@ -282,17 +298,19 @@ class Instance:
         for r in decoding:
             r.kv += 1
             r.generated += 1
+        self._work -= new_tokens                      # each decode and each prefilled token is one token of work
         for r, n in chunks:
             r.kv += n
             if not r.prefilling and r.generated == 0:
                 r.generated = 1                       # the prefill's last position emits the first token
                 r.first_token_s = self.clock
+                self._work -= 1
         self._retire()
 
     def _retire(self) -> None:
         still = []
         for r in self.running:
-            if r.finished and not r.prefilling:
+            if r.generated >= r.output and not r.prefilling:
                 r.finish_s = self.clock
                 r.kv = 0
                 self.done.append(r)
@@ -308,9 +326,9 @@ class Instance:
         if not self.fast_forward or not self.running or any(r.prefilling for r in self.running):
             return False
         if self.waiting and len(self.running) < self.max_seqs:
-            committed = sum(self._blocks_of(r) for r in self.running)
-            growth = sum(_blocks(r.kv + 1, self.block_tokens) - _blocks(r.kv, self.block_tokens)
-                         for r in self.running)
+            b = self.block_tokens
+            committed = sum(-(-r.kv // b) for r in self.running)      # all decoding: each holds ceil(kv / b)
+            growth = sum(1 for r in self.running if r.kv % b == 0)
             if committed + growth + _blocks(self.waiting[0].needed + 1, self.block_tokens) <= self.total_blocks:
                 return False                                  # an admission would change the batch
         return True
@@ -339,6 +357,7 @@ class Instance:
         for r in self.running:
             r.kv += k
             r.generated += k
+        self._work -= k * len(self.running)
         self._retire()
         return True
 
@@ -383,6 +402,7 @@ class ClusterView:
     running: int
     launch: Callable[[float], Instance]
     drain: Callable[[Instance], None]
+    arrived_prompt_tokens: int = 0     # prompt tokens of every request that has arrived so far (a demand signal)
 
 
 Autoscaler = Callable[[ClusterView], None]
@@ -441,6 +461,7 @@ def simulate(requests: Iterable[Request], make_instance: Callable[[int, float, f
     if autoscaler is not None and reqs:
         events += [(k * tick_s, 0, -1) for k in range(int(reqs[-1].arrival_s / tick_s) + 2)]
     heapq.heapify(events)
+    arrived = 0
     while events:
         t, kind, idx = heapq.heappop(events)
         for inst in instances:
@@ -449,11 +470,13 @@ def simulate(requests: Iterable[Request], make_instance: Callable[[int, float, f
                 inst.stop_s = max(inst.clock, t)
         if kind == 1:
             router(reqs[idx], serving()).submit(reqs[idx])
+            arrived += reqs[idx].prompt
         else:
             autoscaler(ClusterView(now=t, instances=[i for i in instances if math.isnan(i.stop_s)],
                                    waiting=sum(len(i.waiting) for i in instances),
                                    running=sum(len(i.running) for i in instances),
-                                   launch=lambda ready_in, t=t: launch(t, ready_in), drain=drain))
+                                   launch=lambda ready_in, t=t: launch(t, ready_in), drain=drain,
+                                   arrived_prompt_tokens=arrived))
         if progress is not None:
             progress(t)
     for inst in instances:

@@ -201,7 +201,7 @@ class Scaler:
         # Prefill demand: prompt tokens arriving per second (EWMA over ~2 s), against one instance's prefill
         # throughput with the paper's factors 0.7 / 0.5. (The paper's planner reads waiting prefill tokens of a
         # separate prefill pool; on colocated instances we use the arrival rate, a documented deviation.)
-        arrived = sum(r.prompt for i in view.instances for r in list(i.waiting) + i.running + i.done)
+        arrived = view.arrived_prompt_tokens   # counted by the engine: stopped instances' requests stay counted
         dt = view.now - self._last_t if self._last_t is not None else 0.0
         if dt > 0:
             rate = (arrived - self._last_tokens) / dt
