@@ -13,6 +13,8 @@ What it models (vLLM-style continuous batching with chunked prefill, as in Sarat
   kernel times, with their calibration and citations, from ``core.gpu``; the engine keeps no efficiency of its own.
 - **KV cache** in blocks of ``block_tokens``; a request is admitted only when its prompt fits; when decode
   runs out of blocks the newest request is preempted and later re-prefilled (vLLM's recompute preemption).
+- **Prefix-cache hits**: a request may arrive with ``cached`` prompt tokens already in the KV cache (a hit of
+  a prefix-cache policy, e.g. ``serving.kvcache_wild``); its prefill computes only the rest, attending to them.
 - **Lifecycle**: an instance is cold until ``ready_s`` (weights loading over a link, see ``load_time_s``),
   then warm; a draining instance takes no new requests and stops when empty. GPU-seconds count from start
   to stop on every GPU of the group.
@@ -26,7 +28,8 @@ between later tokens), end-to-end latency, preemptions; per run: SLO attainment 
 closed form with numpy until the next completion, arrival or KV exhaustion, so the cost grows with the
 number of *events* (arrivals, completions, prefill chunks), not with output tokens: O(requests x batch size)
 overall. Each instance's load (the router's signal) is kept up to date as work arrives and runs, so routing
-an arrival costs O(instances), not a rescan of every queue (an overloaded fleet stays linear in requests). ``fast_forward=False`` runs every iteration one by one (the reference the tests compare against).
+an arrival costs O(instances), not a rescan of every queue (an overloaded fleet stays linear in requests).
+``fast_forward=False`` runs every iteration one by one (the reference the tests compare against).
 """
 
 from __future__ import annotations
@@ -125,12 +128,16 @@ def load_time_s(shape: Transformer, link: Link, dtype: str = "bf16", tp: int = 1
 @dataclass(eq=False)
 class Request:
     """A request and its progress. ``kv`` tokens are cached; before its next decode a request needs
-    ``needed`` = prompt + (generated - 1) tokens cached (after a preemption they are recomputed by prefill)."""
+    ``needed`` = prompt + (generated - 1) tokens cached (after a preemption they are recomputed by prefill).
+    ``cached``: prompt tokens found in a prefix cache on arrival (a hit of the KV-cache policies): the prefill
+    computes only the rest, attending to them; they hold KV blocks like any cached token. A preempted request
+    loses them (recompute preemption recomputes the whole prefix)."""
 
     id: int
     arrival_s: float
     prompt: int
     output: int
+    cached: int = 0
     kv: int = 0
     generated: int = 0
     first_token_s: float = math.nan
@@ -152,8 +159,9 @@ class Request:
 
 
 def requests_from_frame(df: pd.DataFrame, source: str = "<trace>") -> list[Request]:
-    """Requests from a frame with ``arrival_s``, ``prompt_tokens``, ``output_tokens`` (``core.workloads``).
-    Unsorted arrivals are sorted (a warning is the caller's to give); negative lengths are input errors."""
+    """Requests from a frame with ``arrival_s``, ``prompt_tokens``, ``output_tokens`` (``core.workloads``) and,
+    optionally, ``cached_tokens`` (prefix-cache hits). Unsorted arrivals are sorted (with a warning); negative
+    lengths are input errors."""
     for col in ("arrival_s", "prompt_tokens", "output_tokens"):
         if col not in df.columns:
             raise InputError(f"missing column {col}.", file=source, field=col,
@@ -169,7 +177,11 @@ def requests_from_frame(df: pd.DataFrame, source: str = "<trace>") -> list[Reque
     if (np.diff(df.arrival_s.to_numpy()) < 0).any():
         warnings.warn(f"{source}: arrivals were not sorted; sorted them.", stacklevel=2)
     a, p, o = (df[c].to_numpy()[order] for c in ("arrival_s", "prompt_tokens", "output_tokens"))
-    return [Request(i, float(a[i]), int(p[i]), int(o[i])) for i in range(len(order))]
+    c = df["cached_tokens"].to_numpy()[order] if "cached_tokens" in df.columns else np.zeros(len(order), np.int64)
+    if (c < 0).any():
+        raise InputError("a request has negative cached_tokens.", file=source, field="cached_tokens",
+                         fix="cached prefix tokens are 0 or more.")
+    return [Request(i, float(a[i]), int(p[i]), int(o[i]), int(c[i])) for i in range(len(order))]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -229,6 +241,8 @@ class Instance:
                              f"{self.total_blocks * self.block_tokens}.", field="prompt_tokens",
                              fix="use more GPUs per instance or drop over-long prompts.")
         r.instance = self.id
+        if r.generated == 0 and r.kv == 0:              # a prefix-cache hit; the last prompt token is always run
+            r.kv = min(max(r.cached, 0), r.prompt - 1)
         self.waiting.append(r)
         self._work += _work_of(r)
 
@@ -283,7 +297,7 @@ class Instance:
             self.waiting.popleft()
             self.running.append(r)
             committed += reserve
-            n = min(budget, r.needed)
+            n = min(budget, r.needed - r.kv)
             chunks.append((r, n))
             budget -= n
         if not decoding and not chunks:
@@ -500,6 +514,7 @@ def _result(reqs: list[Request], instances: list[Instance], end: float) -> Servi
         "output_tokens": out, "ttft_s": first - arrival,
         "tpot_s": np.where(out > 1, (finish - first) / np.maximum(out - 1, 1), np.nan), "e2e_s": finish - arrival,
         "instance": [r.instance for r in reqs], "preemptions": [r.preemptions for r in reqs],
+        "cached_tokens": [r.cached for r in reqs],
     })
     gpu_s = sum((i.stop_s - i.start_s) * i.cost.tp for i in instances)
     start = float(arrival.min()) if len(arrival) else 0.0

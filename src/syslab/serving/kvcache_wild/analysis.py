@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from syslab.serving.engine import IterationCost
 from syslab.serving.kvcache_wild.cache import PrefixCache, WAParams, _next_access
@@ -103,16 +104,20 @@ def characterize(trace: Trace) -> dict:
     }
 
 
-def qttft(trace: Trace, hit_blocks: np.ndarray, cost: IterationCost) -> np.ndarray:
-    """Queueing + TTFT per request on one instance serving prefills first-come first-served: each prompt
-    prefills only its uncached suffix (attending to the cached prefix), one request at a time."""
-    cached = np.minimum(hit_blocks * BLOCK_TOKENS, trace.input_length - 1)
-    new = trace.input_length - cached
-    service = np.array([cost.time_s(n, n * c + n * (n + 1) / 2, 0) for n, c in zip(new, cached, strict=True)])
-    out = np.empty(len(trace))
-    free_at = -math.inf
-    for i, (arrive, s) in enumerate(zip(trace.timestamp, service, strict=True)):
-        start = max(arrive, free_at)
-        free_at = start + s
-        out[i] = free_at - arrive
-    return out
+def qttft(trace: Trace, hit_blocks: np.ndarray, cost: IterationCost, kv_tokens: int | None = None
+          ) -> pd.DataFrame:
+    """Queueing + TTFT (and TPOT) per request, in trace order, on one instance of the serving engine
+    (``serving.engine``: continuous batching with chunked prefill, decodes included): each request arrives
+    with its prefix-cache hit (``hit_blocks`` leading blocks, at most all but its last prompt token) already in
+    the KV cache, so its prefill computes only the rest, attending to the cached prefix. ``kv_tokens``: the
+    instance's KV capacity (default: what fits in the GPU's memory after the weights).
+    Cost: one engine replay, O(requests x batch)."""
+    from syslab.serving import engine as E
+
+    prompt = np.maximum(trace.input_length, 1)
+    cached = np.minimum(np.asarray(hit_blocks) * BLOCK_TOKENS, prompt - 1)
+    reqs = [E.Request(i, float(t), int(p), int(max(o, 1)), int(c))
+            for i, (t, p, o, c) in enumerate(zip(trace.timestamp, prompt, trace.output_length, cached, strict=True))]
+    cap = cost.kv_capacity_tokens() if kv_tokens is None else kv_tokens
+    res = E.simulate(reqs, lambda i, s, r: E.Instance(cost, cap, id=i, start_s=s, ready_s=r))
+    return res.requests.sort_values("id").reset_index(drop=True).rename(columns={"ttft_s": "qttft_s"})

@@ -39,6 +39,9 @@ def kvcache_replay(trace: Annotated[Path, typer.Option(help="JSONL trace in the 
     wa = kv.fit_wa(profile) if policy == "wa" else None
     r = kv.replay(evaluate, capacity_blocks, policy, wa, warmup=profile if profile is not None and len(profile)
                   else None)
+    if r.total_blocks == 0:
+        raise InputError(f"the scored part of the trace (after the first {fit_fraction:.0%}) has no blocks.",
+                         file=trace, field="hash_ids", fix="lower --fit-fraction or give a longer trace.")
     d = {**r.to_dict(), "scored_from_s": cut if fit_fraction > 0 else float(tr.timestamp[0])}
     if as_json:
         print_json(d)
