@@ -17,6 +17,18 @@ def test_no_delay_matches_the_textbook_makespans():
     assert S.run("CrossUD", pp, m, S.Delay()).makespan == pytest.approx(3 * m + pp - 1)
 
 
+def test_zbv_is_the_papers_order_and_reaches_its_zero_bubble():
+    pp, m = 4, 8
+    sch = S.run("ZBV", pp, m, S.Delay())
+    assert P.orders_of(sch) == P.orders_zb_v(pp, m)
+    assert sch.makespan == pytest.approx(3 * m + (pp - 1) / 2)      # 3m of work, device r starts r/2 late
+    assert P.validate(sch, memory_limit=S.memory_budget(pp)) == []
+    # under a cross-DC latency it stays a static order: stretched, still valid within the same memory
+    late = S.run("ZBV", pp, m, S.Delay(2.0, 0.0))
+    assert P.orders_of(late) == P.orders_zb_v(pp, m) and late.makespan > sch.makespan
+    assert P.validate(late, memory_limit=S.memory_budget(pp)) == []
+
+
 def test_static_orders_stay_fixed_under_delay_and_the_greedy_adapts():
     d = S.Delay(2.0, 0.0)
     still = P.orders_of(S.run("ZBH1", 4, 8, d))

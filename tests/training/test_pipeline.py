@@ -221,3 +221,57 @@ def test_zb_h1_reaches_the_papers_bubble(pp, m):
     h1 = P.simulate(P.uniform_stages(pp, m, 1, 1, 1), P.orders_zb_h1(pp, m))
     assert h1.makespan == pytest.approx(3 * m + pp - 1)
     assert P.validate(h1, memory_limit=pp) == []
+
+
+def _device_spans(sch):
+    spans = {}
+    for n, op in sch.ops.items():
+        if op.resource and op.resource.startswith("stage"):
+            a, b = spans.get(op.resource, (np.inf, -np.inf))
+            spans[op.resource] = (min(a, sch.start[n]), max(b, sch.end[n]))
+    return spans
+
+
+@pytest.mark.parametrize("pp, m", [(2, 4), (3, 6), (4, 8), (4, 12), (6, 12), (8, 16), (8, 24)])
+def test_zb_v_reaches_the_papers_zero_bubble_at_equal_times(pp, m):
+    # Qi et al. (ICLR'24 §6; controllable-memory paper's V-ZB): at T_F = T_B = T_W, zero bubble (bubble rate
+    # 1 - (F + B + W) m / longest stage time = 0) with 1F1B's activation memory, p micro-batches per device.
+    st = P.uniform_stages(pp, m, 1, 1, 1, chunks=2, v_shape=True)
+    zbv = P.simulate(st, P.orders_zb_v(pp, m))
+    assert P.validate(zbv, memory_limit=pp) == []                  # dependencies, one item at a time, memory
+    assert max(P.activation_peaks(zbv).values()) == pytest.approx(pp)
+    spans = _device_spans(zbv)
+    for lo, hi in spans.values():
+        assert hi - lo == pytest.approx(3 * m)                     # no device idles between first and last item
+    # device r starts r chunk-forwards (T_F / 2 each) late, which no schedule avoids: makespan 3m + (p - 1) / 2
+    assert zbv.makespan == pytest.approx(3 * m + (pp - 1) / 2)
+
+
+def test_zb_v_order_is_the_v_shape_and_beats_the_greedy_at_eight_stages():
+    pp, m = 8, 16
+    orders = P.orders_zb_v(pp, m)
+    for r, order in orders.items():
+        assert {v for _, v, _ in order} == {r, 2 * pp - 1 - r}
+        assert order[:2 * (pp - r) - 1] == [("F", r, j) for j in range(2 * (pp - r) - 1)]
+        assert sum(1 for k, _, _ in order if k == "W") == 2 * m
+    st = P.uniform_stages(pp, m, 1, 1, 1, chunks=2, v_shape=True)
+    greedy = P.simulate(st, P.Greedy(float(pp)))
+    assert P.simulate(st, orders).makespan < greedy.makespan
+
+
+@pytest.mark.parametrize("pp, m", [(4, 1), (4, 3), (8, 5)])
+def test_zb_v_with_few_microbatches_drops_the_missing_ones_and_stays_valid(pp, m):
+    st = P.uniform_stages(pp, m, 1, 1, 1, chunks=2, v_shape=True)
+    sch = P.simulate(st, P.orders_zb_v(pp, m))
+    assert P.validate(sch, memory_limit=pp) == []
+    assert len([o for o in sch.ops.values() if o.args.get("kind") == "F"]) == 2 * pp * m
+
+
+def test_interleaved_warmup_override_keeps_every_item_and_rejects_impossible_counts():
+    pp, v, m = 4, 2, 8
+    default = P.orders_interleaved(pp, v, m)
+    fewer = P.orders_interleaved(pp, v, m, [7, 6, 5, 4])
+    assert all(sorted(default[s]) == sorted(fewer[s]) for s in range(pp)) and fewer != default
+    assert [P.interleaved_warmup(s, pp, v, m) for s in range(pp)] == [10, 8, 6, 4]
+    with pytest.raises(InputError):
+        P.interleaved_order(0, pp, v, m, warmup=17)

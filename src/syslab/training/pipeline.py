@@ -14,8 +14,8 @@ queue behind each other) and arrives alpha later (latency delays a message but d
 CrossPipe, ATC'25, §3). Each device runs one item at a time.
 
 Policies: a fixed per-device order (every static schedule), or a greedy list scheduler that picks among the
-items whose inputs have arrived whenever a device falls idle (the zero-bubble construction here and
-CrossPipe's greedy). Static orders:
+items whose inputs have arrived whenever a device falls idle (the ZB-H1 construction here and CrossPipe's
+greedy). Static orders:
 
 * 1F1B (PipeDream-Flush / Megatron-LM; Narayanan et al., SC'21, §2.2): stage s runs min(p - s - 1, m) warm-up
   forwards, then alternates one forward and one backward, then drains. Bubble (p - 1) / (m + p - 1).
@@ -28,9 +28,20 @@ CrossPipe's greedy). Static orders:
   units (1F1B: 3 (p - 1)), checked for p up to 8. Our accounting holds a micro-batch's activations until its
   W, so every stage holds p; the paper counts the deferred W's smaller activations, so its stage 0 stays at
   1F1B's peak.
-* ZB-V (same paper, §6): two chunks per device in a V (chunk 0 on devices 0..p-1, chunk 1 back on p-1..0),
-  found here by the greedy list scheduler under ZB-V's memory (p micro-batches' worth per device), then
-  frozen as a static order.
+* ZB-V (same paper, §6; the V-Shape schedules of Qi et al., "Pipeline Parallelism with Controllable Memory",
+  NeurIPS'24, arXiv 2405.15362): two chunks per device in a V (chunk 0 of device r is virtual stage r, chunk 1
+  is 2p - 1 - r), each backward split into B and W. The paper's hand-built order, phase by phase (the
+  counts as in PyTorch's ``ScheduleZBVZeroBubble``, which implements §6; read, not copied): device r runs
+  2 (p - r) - 1 chunk-0 forwards; then r pairs (chunk-1 F, chunk-0 F); then p - r triples (chunk-1 F, B, W);
+  then the steady state repeats (chunk-0 F while any is left, chunk-0 B, W, chunk-1 F, B, W) until every
+  forward has run; the cool-down runs r pairs (chunk-0 B, chunk-1 B), p - r pairs (chunk-0 B, the oldest
+  chunk-0 W), then the W's left. With fewer than 2p - 1 micro-batches the order is built for 2p - 1 and the
+  missing micro-batches' items are dropped. At F = B = W (each chunk taking half a stage's time) and m >= 2p,
+  no device idles between its first and its last item (the paper's zero bubble: bubble rate
+  1 - (F + B + W) m / longest stage time = 0), so the makespan is 3m + (p - 1) / 2 units: the only idle time
+  is device r starting r chunk-forwards late, which no schedule avoids (device p - 1 cannot start before one
+  micro-batch has crossed p - 1 chunks). Peak memory is 1F1B's, p micro-batches' activations per device,
+  as the paper states. Checked for p up to 8.
 
 Memory: a forward of virtual stage v holds ``Stages.activation[v]`` (or ``[v, j]`` per micro-batch, for
 schedules that recompute or swap some micro-batches; default: 1 / chunks-per-device, so a
@@ -398,8 +409,16 @@ def orders_1f1b(pp: int, microbatches: int) -> dict[int, list[Item]]:
     return {s: [(k, s, j) for k, j in one_f_one_b_order(s, pp, microbatches)] for s in range(pp)}
 
 
-def interleaved_order(stage: int, pp: int, chunks: int, microbatches: int) -> list[tuple[str, int, int]]:
-    """Compute order on ``stage`` of Megatron's interleaved schedule: ("F" | "B", chunk, micro-batch)."""
+def interleaved_warmup(stage: int, pp: int, chunks: int, microbatches: int) -> int:
+    """Megatron's warm-up forwards on ``stage`` of the interleaved schedule: (p - s - 1) x 2 + (v - 1) x p."""
+    return min(chunks * microbatches, (pp - stage - 1) * 2 + (chunks - 1) * pp)
+
+
+def interleaved_order(stage: int, pp: int, chunks: int, microbatches: int,
+                      warmup: int | None = None) -> list[tuple[str, int, int]]:
+    """Compute order on ``stage`` of Megatron's interleaved schedule: ("F" | "B", chunk, micro-batch).
+    ``warmup`` replaces Megatron's count of forwards before the first backward (``interleaved_warmup``);
+    the forward and backward sequences stay the same, only where they start to alternate moves."""
     if microbatches % pp:
         raise InputError(f"{microbatches} micro-batches is not a multiple of {pp} stages.", field="microbatches",
                          fix="the interleaved schedule needs micro-batches divisible by the pipeline size.")
@@ -410,16 +429,24 @@ def interleaved_order(stage: int, pp: int, chunks: int, microbatches: int) -> li
         mb = (k // (pp * chunks)) * pp + k % pp
         return ("F", chunk, mb) if forward else ("B", chunks - 1 - chunk, mb)
 
-    warmup = min(total, (pp - stage - 1) * 2 + (chunks - 1) * pp)
+    if warmup is None:
+        warmup = interleaved_warmup(stage, pp, chunks, microbatches)
+    if not 0 <= warmup <= total:
+        raise InputError(f"warm-up of {warmup} forwards on stage {stage} out of {total}.", field="warmup",
+                         fix=f"use 0 <= warm-up <= chunks x micro-batches = {total}.")
     order = [item(k, True) for k in range(warmup)]
     for k in range(total - warmup):
         order += [item(warmup + k, True), item(k, False)]
     return order + [item(k, False) for k in range(total - warmup, total)]
 
 
-def orders_interleaved(pp: int, chunks: int, microbatches: int) -> dict[int, list[Item]]:
-    """Virtual stage c x p + s on device s (``uniform_stages(.., chunks=v)`` places them so)."""
-    return {s: [(k, c * pp + s, j) for k, c, j in interleaved_order(s, pp, chunks, microbatches)] for s in range(pp)}
+def orders_interleaved(pp: int, chunks: int, microbatches: int,
+                       warmups: Sequence[int] | None = None) -> dict[int, list[Item]]:
+    """Virtual stage c x p + s on device s (``uniform_stages(.., chunks=v)`` places them so); ``warmups[s]``
+    overrides stage s's warm-up count (see ``interleaved_order``)."""
+    return {s: [(k, c * pp + s, j) for k, c, j in
+                interleaved_order(s, pp, chunks, microbatches, None if warmups is None else warmups[s])]
+            for s in range(pp)}
 
 
 class Greedy:
@@ -453,12 +480,45 @@ class Greedy:
         return b or f or w
 
 
-def orders_zb_v(pp: int, microbatches: int, forward_s: float = 1.0, backward_s: float = 1.0,
-                weight_s: float = 1.0) -> dict[int, list[Item]]:
-    """ZB-V's per-device orders: the greedy list scheduler on the V placement with ZB-V's memory (p
-    micro-batches' activations per device), at zero communication cost, frozen."""
-    st = uniform_stages(pp, microbatches, forward_s, backward_s, weight_s, chunks=2, v_shape=True)
-    return orders_of(simulate(st, Greedy(float(pp))))
+def orders_zb_v(pp: int, microbatches: int) -> dict[int, list[Item]]:
+    """ZB-V's per-device orders (Qi et al., §6; the phases are in the module docstring), for the V placement
+    of ``uniform_stages(pp, m, chunks=2, v_shape=True)``: device r holds virtual stages r and 2p - 1 - r."""
+    if pp < 1 or microbatches < 1:
+        raise InputError(f"{pp} devices and {microbatches} micro-batches.", field="microbatches",
+                         fix="use at least one device and one micro-batch.")
+    n = max(microbatches, 2 * pp - 1)                 # built for at least 2p - 1, the rest dropped below
+    return {r: [i for i in _zb_v_device_order(r, pp, n) if i[2] < microbatches] for r in range(pp)}
+
+
+def _zb_v_device_order(r: int, pp: int, n: int) -> list[Item]:
+    """Device r's ZB-V order for n >= 2p - 1 micro-batches, phase by phase (module docstring)."""
+    chunk = (r, 2 * pp - 1 - r)                      # virtual stage of chunk 0 and of chunk 1 on device r
+    done = {k: [0, 0] for k in "FBW"}                # items of each kind issued so far, per chunk
+    order: list[Item] = []
+
+    def issue(*steps: tuple[str, int]) -> None:
+        for kind, c in steps:
+            order.append((kind, chunk[c], done[kind][c]))
+            done[kind][c] += 1
+
+    for _ in range(2 * (pp - r) - 1):                # warm-up: chunk-0 forwards ...
+        issue(("F", 0))
+    for _ in range(r):                               # ... then chunk-1 and chunk-0 forwards in turn ...
+        issue(("F", 1), ("F", 0))
+    for _ in range(pp - r):                          # ... then chunk 1's first micro-batches all the way
+        issue(("F", 1), ("B", 1), ("W", 1))
+    while done["F"][1] < done["F"][0] or done["F"][0] < n:        # steady state
+        if done["F"][0] < n:
+            issue(("F", 0))
+        issue(("B", 0), ("W", 0), ("F", 1), ("B", 1), ("W", 1))
+    for _ in range(r):                               # cool-down: both chunks' last backwards ...
+        issue(("B", 0), ("B", 1))
+    for _ in range(pp - r):                          # ... chunk 0's with its oldest W ...
+        issue(("B", 0), ("W", 0))
+    issue(*[("W", 1)] * (done["B"][1] - done["W"][1]))             # ... and the W's left
+    issue(*[("W", 0)] * (done["B"][0] - done["W"][0]))
+    assert all(done[k] == [n, n] for k in "FBW"), done
+    return order
 
 
 def orders_zb_h1(pp: int, microbatches: int, forward_s: float = 1.0, backward_s: float = 1.0,

@@ -1,29 +1,44 @@
 """Optimus's planner and bubble scheduler, and the two baselines (Feng et al., ATC'25).
 
-**Baselines.** Megatron-LM puts the whole encoder in the first virtual stage; *balanced* splits the
-concatenated encoder + LLM layers over the 16 virtual stages by an exact min-max contiguous partition (a DP
-over the layer sequence), the strongest layer partitioning there is. Both run interleaved 1F1B with the DP
-all-gather before and the reduce-scatter after.
+**Baselines, as the paper ran them (§5.1 and Appendix D, Table 12).** *Megatron-LM*: "we place multimodal
+encoders in the pre-process in the first pipeline stage"; (DP, PP = 8, TP = 8) with no virtual chunks, so
+Megatron's plain 1F1B with stage 0 holding the whole encoder and its 12 LLM layers (Megatron-LM's own
+multimodal models build the vision encoder where ``pre_process`` is set, the first stage, the same layout).
+*Megatron-LM balanced*: interleaved 1F1B with V = 12 chunks, and the concatenated encoder + LLM layers split
+over the 96 virtual stages by an exact min-max contiguous partition (Appendix B's DP over the layer sequence,
+here exact rather than FLOP-estimated). Both run the DP all-gather before and the reduce-scatter after.
 
-**Optimus.** The LLM keeps its even partition; the encoder gets its own pipelines over the same GPUs: with
-``enc_pp`` encoder stages (dividing PP), there are m = PP / enc_pp encoder pipelines per LLM pipeline, pipeline
-e's stage k on LLM stage e x enc_pp + k (TP stays 8). Encoder kernels are packed into the LLM's idle time:
+**Optimus.** The LLM keeps its even partition over the same V chunks; the encoder gets its own pipelines over
+the same GPUs: with ``enc_pp`` encoder stages (dividing PP), there are m = PP / enc_pp encoder pipelines per
+LLM pipeline, pipeline e's stage k on LLM stage e x enc_pp + k (TP stays 8). Encoder kernels are packed into
+the LLM's idle time:
 
 * a compute kernel needs a gap in the device's compute (PP bubbles, TP bubbles, the DP all-gather and
   reduce-scatter windows); a TP all-reduce kernel needs the device's NVLink free, i.e. it may only overlap
   LLM *compute*, never LLM communication (the paper's placement rule); kernels are never preempted;
 * each encoder micro-batch's kernels run in order, stage after stage (backward in reverse);
-* dependencies (the paper's CheckEncLLMDep): sorting the encoder forwards' finish times EF and the LLM's
-  first-stage forward starts F, EF_i <= F_i for every i; sorting the encoder backwards' starts EB and the
-  LLM's first-stage backward ends B, EB_i >= B_i.
+* dependencies (the paper's CheckEncLLMDep, §4.3): sorting the encoder forwards' finish times EF and the
+  LLM's forward dependency points F (when the first stage starts chunk 0's forward of a micro-batch),
+  EF_i <= F_i for every i; sorting the encoder backwards' starts EB and the backward dependency points B
+  (when the first stage ends chunk 0's backward), EB_i >= B_i.
+
+**GetEncLLMDep (§4.3, Fig. 12).** The dependency points come from the LLM's interleaved 1F1B after the
+paper's warm-up adjustment: "deferring forward data dependency points for the last [micro-batches] is
+feasible without exerting any adverse effects on the overall pipeline latency ... we can adjust the number of
+warmup microbatches at each pipeline stage". ``get_enc_llm_dep`` starts from Megatron's warm-up counts,
+(p - s - 1) x 2 + (V - 1) x p, and lowers one stage's count at a time, keeping a change only if the LLM's
+makespan does not grow, no backward point B_i moves later, and the forward points do not move earlier in
+sum (a local search; the paper gives no procedure). Fewer warm-up forwards push the later micro-batches'
+chunk-0 forwards past the first backwards, into the warm-up-to-steady transition, so their encoder forwards
+get that much more time. On the paper's Fig. 12 case (p = 4, V = 2, 8 micro-batches, B = 2F) it defers F5..F8
+at an unchanged makespan; on GPT-175B (p = 8, V = 12) it lands on (p - s - 1) + (V - 1) p.
 
 *Coarse* scheduling may only use the time before a device's first LLM kernel (the all-gather plus the
 warm-up bubble) and after its last (cool-down plus reduce-scatter); *fine* scheduling may use any gap,
 including the interleaved PP and TP bubbles. Our packer is earliest-fit in deadline order: forwards are packed
 from time 0, and the LLM's start is the earliest (bisected to 2 ms) at which no forward misses its deadline;
 backwards are packed after their releases and may run past the LLM's end. This is our simplification
-of the paper's Alg. 2 (which moves one micro-batch at a time along the
-critical path); the paper's warm-up adjustment (GetEncLLMDep) is not modelled.
+of the paper's Alg. 2 (which moves one micro-batch at a time along the critical path).
 
 The planner enumerates encoder stage counts and, for m = 2 encoder pipelines, every split of the micro-
 batches between them within 25% of even (the paper tries all; m > 2: the even split), prunes plans whose
@@ -35,7 +50,6 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -52,11 +66,12 @@ SHIFT_TOL = 0.002                   # seconds: how finely the LLM's start is sea
 
 
 def megatron(job: M.LLMJob) -> tuple[float, M.P.Schedule]:
-    n_v = job.pp * job.chunks
-    enc = [M.ENC_LAYERS] + [0] * (n_v - 1)
-    llm = [job.layers_per_virtual_stage] * n_v
-    sch = M.pipeline(job, enc, llm)
-    dp = _dp_comm(job, extra_params_first_stage=M.ENC_PARAMS)
+    """Megatron-LM as the paper ran it: 1F1B over PP stages (no virtual chunks), the encoder in the first
+    stage's pre-process ahead of its share of the LLM's layers."""
+    enc = [job.enc.depth] + [0] * (job.pp - 1)
+    llm = [job.layers // job.pp] * job.pp
+    sch = M.pipeline(job, enc, llm, chunks=1)
+    dp = _dp_comm(job, device_params=job.enc.params + job.params / job.pp)
     return dp[0] + sch.makespan + dp[1], sch
 
 
@@ -84,30 +99,97 @@ def min_max_partition(costs: list[float], parts: int) -> list[int]:
 
 
 def balanced(job: M.LLMJob) -> tuple[float, M.P.Schedule, list[int]]:
+    """Megatron-LM balanced: the encoder + LLM layers over the pp x V virtual stages by the exact min-max
+    partition, interleaved 1F1B."""
     n_v = job.pp * job.chunks
-    layer = [M.encoder_layer_s(False, job.enc_scale) + M.encoder_layer_s(True, job.enc_scale)] * M.ENC_LAYERS + \
-        [job.layer_fwd_s() + job.layer_bwd_s()] * job.layers
+    depth = job.enc.depth
+    enc_layer = M.encoder_layer_s(False, job.enc_scale, job.enc) + M.encoder_layer_s(True, job.enc_scale, job.enc)
+    layer = [enc_layer] * depth + [job.layer_fwd_s() + job.layer_bwd_s()] * job.layers
     sizes = min_max_partition(layer, n_v)
     enc, llm, i = [], [], 0
     for s in sizes:
-        e = max(0, min(s, M.ENC_LAYERS - i))
+        e = max(0, min(s, depth - i))
         enc.append(e)
         llm.append(s - e)
         i += s
     sch = M.pipeline(job, enc, llm)
-    dp = _dp_comm(job, extra_params_first_stage=M.ENC_PARAMS * max(enc) / M.ENC_LAYERS)
+    dp = _dp_comm(job, device_params=max(sum(enc[v] * job.enc.params / depth + llm[v] * job.params / job.layers
+                                             for v in range(d, n_v, job.pp)) for d in range(job.pp)))
     return dp[0] + sch.makespan + dp[1], sch, sizes
 
 
-def _dp_comm(job: M.LLMJob, extra_params_first_stage: float = 0.0) -> tuple[float, float]:
-    """All-gather and reduce-scatter time of the busiest stage (ring over DP on InfiniBand NDR)."""
-    scale = 1.0 + extra_params_first_stage / (job.params / job.pp)
+def _dp_comm(job: M.LLMJob, device_params: float | None = None) -> tuple[float, float]:
+    """All-gather and reduce-scatter time of the device holding ``device_params`` parameters (default: an even
+    LLM stage's), a ring over DP on InfiniBand NDR; the times scale with the bytes."""
+    scale = 1.0 if device_params is None else device_params / (job.params / job.pp)
     return job.all_gather_s * scale, job.reduce_scatter_s * scale
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Packing encoder kernels into idle time
+# The LLM's dependency points: GetEncLLMDep
 # ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LLMTimeline:
+    """The LLM alone (no encoder, even layers) under interleaved 1F1B with per-stage ``warmups``, and its
+    encoder-LLM dependency points at LLM start 0: ``forward_points`` (F_i, sorted: the first stage starts
+    chunk 0's forward) and ``backward_points`` (B_i, sorted: it ends chunk 0's backward)."""
+
+    job: M.LLMJob
+    schedule: M.P.Schedule
+    warmups: tuple[int, ...]
+    forward_points: np.ndarray
+    backward_points: np.ndarray
+    _busy: dict[int, dict[str, np.ndarray]] | None = field(default=None, repr=False)
+
+    @property
+    def makespan(self) -> float:
+        return self.schedule.makespan
+
+    def busy(self, offset: float = 0.0) -> dict[int, dict[str, np.ndarray]]:
+        """Busy compute and link intervals per device (``model.kernel_intervals``) with the LLM starting at
+        ``offset``; the kernels are opened once per timeline and shifted per call."""
+        if self._busy is None:
+            self._busy = M.kernel_intervals(self.job, self.schedule)
+        return {d: {r: a + offset for r, a in res.items()} for d, res in self._busy.items()}
+
+
+def llm_timeline(job: M.LLMJob, warmups: list[int] | None = None) -> LLMTimeline:
+    """The LLM alone with the given warm-up counts (default Megatron's)."""
+    n_v = job.pp * job.chunks
+    sch = M.pipeline(job, [0] * n_v, [job.layers_per_virtual_stage] * n_v, warmups=warmups)
+    if warmups is None:
+        warmups = [M.P.interleaved_warmup(s, job.pp, job.chunks, job.microbatches) for s in range(job.pp)]
+    m = job.microbatches
+    return LLMTimeline(job, sch, tuple(warmups), np.array(sorted(sch.start[f"F0.{j}"] for j in range(m))),
+                       np.array(sorted(sch.end[f"B0.{j}"] for j in range(m))))
+
+
+def get_enc_llm_dep(job: M.LLMJob, adjust: bool = True) -> LLMTimeline:
+    """GetEncLLMDep (§4.3): the LLM timeline whose warm-up counts defer the forward dependency points as far
+    as the pipeline allows without lengthening it (see the module docstring); ``adjust=False``: Megatron's
+    counts. One chunk per stage has no warm-up to adjust here (Optimus's LLM is interleaved)."""
+    base = llm_timeline(job)
+    if not adjust or job.chunks == 1:
+        return base
+    tol = 1e-9 * base.makespan
+    best, warm = base, list(base.warmups)
+    changed = True
+    while changed:
+        changed = False
+        for s in range(job.pp):
+            while warm[s] > 0:
+                cand = warm[:s] + [warm[s] - 1] + warm[s + 1:]
+                try:
+                    t = llm_timeline(job, cand)
+                except InputError:                         # too few warm-up forwards: the order stalls
+                    break
+                if (t.makespan > base.makespan + tol or (t.backward_points > base.backward_points + tol).any()
+                        or t.forward_points.sum() < best.forward_points.sum() - tol):
+                    break
+                best, warm, changed = t, cand, True
+    return best
 
 
 class Gaps:
@@ -162,6 +244,7 @@ class Packed:
     llm_forward_start: list[float]
     llm_backward_end: list[float]
     placed: list[tuple[int, str, float, float, bool]] = field(default_factory=list)   # device, name, start, end, comm
+    timeline: LLMTimeline | None = field(default=None, repr=False)                   # the LLM it was packed into
 
 
 def _assignment(split: tuple[int, ...]) -> list[int]:
@@ -170,18 +253,21 @@ def _assignment(split: tuple[int, ...]) -> list[int]:
     return [e for _, e in sorted(keys)]
 
 
-def pack(job: M.LLMJob, plan: EncoderPlan, fine: bool = True, keep: bool = False) -> Packed:
-    """Iteration time with the encoder packed into the LLM's idle time (see the module docstring)."""
-    llm = _llm_timeline(job)
-    first_f = sorted(llm.start[f"F0.{j}"] for j in range(job.microbatches))
-    last_b = sorted(llm.end[f"B0.{j}"] for j in range(job.microbatches))
+def pack(job: M.LLMJob, plan: EncoderPlan, fine: bool = True, keep: bool = False,
+         timeline: LLMTimeline | None = None) -> Packed:
+    """Iteration time with the encoder packed into the LLM's idle time (see the module docstring), against
+    ``timeline``'s dependency points (default ``get_enc_llm_dep(job)``)."""
+    llm = get_enc_llm_dep(job) if timeline is None else timeline
+    first_f, last_b = llm.forward_points.tolist(), llm.backward_points.tolist()
     ag, rs = _dp_comm(job)
-    enc_ag = ag * M.ENC_PARAMS / plan.enc_pp / (job.params / job.pp) / plan.pipelines
+    enc_share = job.enc.params / plan.enc_pp / (job.params / job.pp) / plan.pipelines
+    enc_ag = ag * enc_share
     owner = _assignment(plan.split)
-    layers = M.ENC_LAYERS // plan.enc_pp
-    fwd_k, bwd_k = M.encoder_kernels(False, job.enc_scale), M.encoder_kernels(True, job.enc_scale)
+    layers = job.enc.depth // plan.enc_pp
+    fwd_k, bwd_k = (M.encoder_kernels(b, job.enc_scale, job.enc) for b in (False, True))
+
     def forwards(shift: float):
-        gaps = _gaps(job, M.kernel_intervals(job, llm, shift), llm, shift, fine)
+        gaps = _gaps(job, llm.busy(shift), fine)
         placed: list[tuple[int, str, float, float, bool]] = []
         ef = []
         for j, e in enumerate(owner):
@@ -232,8 +318,9 @@ def pack(job: M.LLMJob, plan: EncoderPlan, fine: bool = True, keep: bool = False
         eb.append(eb_j)
         end = max(end, t)
     llm_end = llm.makespan + shift
-    iteration = max(llm_end + rs, end + rs * M.ENC_PARAMS / plan.enc_pp / (job.params / job.pp) / plan.pipelines)
-    return Packed(iteration, shift, ef, eb, [f + shift for f in first_f], [b + shift for b in last_b], placed)
+    iteration = max(llm_end + rs, end + rs * enc_share)
+    return Packed(iteration, shift, ef, eb, [f + shift for f in first_f], [b + shift for b in last_b], placed,
+                  llm)
 
 
 def check_dependencies(p: Packed) -> list[str]:
@@ -252,8 +339,8 @@ def check_dependencies(p: Packed) -> list[str]:
 def check_no_overlap(job: M.LLMJob, p: Packed) -> list[str]:
     """Encoder kernels never share a device's compute with LLM compute, nor its links with LLM
     communication, nor with each other."""
-    llm = _llm_timeline(job)
-    busy = M.kernel_intervals(job, llm, p.llm_start)
+    llm = get_enc_llm_dep(job) if p.timeline is None else p.timeline
+    busy = llm.busy(p.llm_start)
     problems = []
     for d in range(job.pp):
         for res in ("compute", "link"):
@@ -265,18 +352,7 @@ def check_no_overlap(job: M.LLMJob, p: Packed) -> list[str]:
     return problems
 
 
-@lru_cache(maxsize=64)
-def _llm_timeline_cached(mbs: int, pp: int, chunks: int, tp: int, dp: int, seq: int, name: str) -> M.P.Schedule:
-    job = M.LLMJob(mbs, pp, chunks, tp, dp, seq, name)                   # the LLM alone: no encoder
-    n_v = pp * chunks
-    return M.pipeline(job, [0] * n_v, [job.layers_per_virtual_stage] * n_v)
-
-
-def _llm_timeline(job: M.LLMJob) -> M.P.Schedule:
-    return _llm_timeline_cached(job.microbatches, job.pp, job.chunks, job.tp, job.dp, job.seq, job.name)
-
-
-def _gaps(job, busy, llm, shift: float, fine: bool) -> dict[int, dict[str, Gaps]]:
+def _gaps(job: M.LLMJob, busy: dict[int, dict[str, np.ndarray]], fine: bool) -> dict[int, dict[str, Gaps]]:
     out = {}
     for d in range(job.pp):
         c = busy[d]["compute"]
@@ -292,12 +368,12 @@ def _gaps(job, busy, llm, shift: float, fine: bool) -> dict[int, dict[str, Gaps]
 
 def memory_overhead(job: M.LLMJob, plan: EncoderPlan) -> float:
     """Extra encoder model states from replicating it m times, over the LLM's model states (k = 6 for both)."""
-    return (plan.pipelines - 1) * M.ENC_PARAMS / job.params
+    return (plan.pipelines - 1) * job.enc.params / job.params
 
 
 def candidate_plans(job: M.LLMJob) -> list[EncoderPlan]:
     plans = []
-    for enc_pp in [d for d in range(1, job.pp + 1) if job.pp % d == 0 and M.ENC_LAYERS % d == 0]:
+    for enc_pp in [d for d in range(1, job.pp + 1) if job.pp % d == 0 and job.enc.depth % d == 0]:
         m = job.pp // enc_pp
         if m == 1:
             splits = [(job.microbatches,)]
@@ -311,26 +387,34 @@ def candidate_plans(job: M.LLMJob) -> list[EncoderPlan]:
     return [p for p in plans if memory_overhead(job, p) <= MEMORY_BOUND + 1e-12]
 
 
-def optimus(job: M.LLMJob, fine: bool = True) -> tuple[EncoderPlan, Packed, int]:
-    """The best plan and its packing; also how many plans were tried."""
+def optimus(job: M.LLMJob, fine: bool = True, timeline: LLMTimeline | None = None,
+            adjust: bool = True) -> tuple[EncoderPlan, Packed, int]:
+    """The best plan and its packing; also how many plans were tried. ``timeline``: the LLM's dependency
+    points (default ``get_enc_llm_dep(job, adjust)``)."""
     plans = candidate_plans(job)
-    scored = [(pack(job, p, fine).iteration_s, i) for i, p in enumerate(plans)]
+    if not plans:
+        raise InputError(f"no encoder plan over {job.pp} stages keeps the extra encoder states within "
+                         f"{MEMORY_BOUND:.0%} of the LLM's.", field="pp",
+                         fix="use a stage count with a divisor that divides the encoder's layers, or a larger LLM.")
+    llm = get_enc_llm_dep(job, adjust) if timeline is None else timeline
+    scored = [(pack(job, p, fine, timeline=llm).iteration_s, i) for i, p in enumerate(plans)]
     _, best = min(scored)
-    return plans[best], pack(job, plans[best], fine, keep=True), len(plans)
+    return plans[best], pack(job, plans[best], fine, keep=True, timeline=llm), len(plans)
 
 
 def encoder_share_per_device(job: M.LLMJob) -> float:
     """The encoder's work per device if spread perfectly over the pipeline's devices."""
-    per_mb = M.ENC_LAYERS * (M.encoder_layer_s(False, job.enc_scale) + M.encoder_layer_s(True, job.enc_scale))
-    return job.microbatches * per_mb / job.pp
+    per_layer = M.encoder_layer_s(False, job.enc_scale, job.enc) + M.encoder_layer_s(True, job.enc_scale, job.enc)
+    return job.microbatches * job.enc.depth * per_layer / job.pp
 
 
-def efficiency(job: M.LLMJob, iteration_s: float) -> float:
+def efficiency(job: M.LLMJob, iteration_s: float, timeline: LLMTimeline | None = None) -> float:
     """Share of the encoder's per-device work that costs no iteration time (1: all of it hides in bubbles),
     for an iteration of ``iteration_s`` (a packed plan's, or a baseline's)."""
-    return 1.0 - (iteration_s - llm_only(job)) / encoder_share_per_device(job)
+    return 1.0 - (iteration_s - llm_only(job, timeline)) / encoder_share_per_device(job)
 
 
-def llm_only(job: M.LLMJob) -> float:
+def llm_only(job: M.LLMJob, timeline: LLMTimeline | None = None) -> float:
+    """The LLM alone (Megatron's warm-up: the adjustment never changes the makespan)."""
     ag, rs = _dp_comm(job)
-    return ag + _llm_timeline(job).makespan + rs
+    return ag + (llm_timeline(job) if timeline is None else timeline).makespan + rs
