@@ -11,8 +11,11 @@ reconfigures live, layer by layer, from host-memory copies of every layer (TwinL
 **What runs for real here (HYBRID).** HBSA, FMOP and the trace-driven loop with its path-dependent mapping,
 on real request lengths (LMSYS-Chat) mixed with long documents; a REAL toy live reconfiguration in torch:
 an 8-layer model trained with Adam whose stages are grown and shrunk mid-training through host TwinLayers
-ends exactly where uninterrupted training ends. **Modelled:** A100 compute, memory, NVLink and InfiniBand
-(``model.py``), and the switch stall (the paper's 0.79 s).
+ends exactly where uninterrupted training ends. **Modelled:** A100 compute, NVLink and InfiniBand, memory (the
+paper's M_peak with Korthikanti et al.'s activation bytes, every in-flight micro-batch at the longest length;
+``model.py``), and the switch stall (the paper's 0.79 s). HBSA searches every mapping with and without
+recomputation, and a guard of ours (``plan.flexpipe``) keeps FlexPipe from ever ending slower than the static
+pipeline it starts on.
 """
 
 from syslab.core.claims import Fidelity, System

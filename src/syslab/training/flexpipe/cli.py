@@ -52,17 +52,18 @@ def flexpipe_simulate(
                          fix=f"use --batch {job.gpus} or more, so every GPU gets a sequence.")
     rng = np.random.default_rng(seed)
     batches = [rng.choice(docs, batch) for _ in range(iterations)]
-    statics = {"static (fewest stages)": FP.static(job, batches),
-               "static (best fixed)": FP.static(job, batches, fewest_stages=False),
-               "static + recompute": FP.static(job, batches, recompute=True)}
-    start = next((mp for _, mp in statics.values() if mp is not None), None)
+    from syslab.training.flexpipe.reproduce import ABLATION, statics
+    static, base_name = statics(job, batches)
+    start = static[ABLATION][1]
     if start is None:
         raise InputError(f"no mapping of the model fits the longest mini-batch (longest sequence "
                          f"{max(int(b.max()) for b in batches):,} tokens), even with recomputation.", file=lengths,
                          field="lengths", fix="cap or split the longest sequences.")
     flex = FP.flexpipe(job, batches, start, horizon=horizon)
-    rows = {name: {"mapping": mp, "tokens_per_s": tr.throughput if tr.steps else None}
-            for name, (tr, mp) in statics.items()}
+    short = {"static + recompute (fewest stages)": "static + recompute"}     # the key this tool has always had
+    rows = {short.get(name, name): {"mapping": mp, "tokens_per_s": tr.throughput if tr.steps else None,
+                                    "baseline": name == base_name}
+            for name, (tr, mp) in static.items()}
     rows["FlexPipe"] = {"tokens_per_s": flex.throughput, "switches": flex.switches,
                         "memory_optimised": flex.count("memopt"),
                         "max_decision_ms": 1000 * max(st.decide_s for st in flex.steps)}
@@ -73,7 +74,8 @@ def flexpipe_simulate(
                   title=f"{iterations} iterations of {batch} sequences drawn from {lengths.name}")
     for name, r in rows.items():
         note = (f"{r['switches']} switches, {r['memory_optimised']} memory-optimised, decisions <= "
-                f"{r['max_decision_ms']:.0f} ms") if name == "FlexPipe" else ""
+                f"{r['max_decision_ms']:.0f} ms") if name == "FlexPipe" else ("the fastest static: the baseline"
+                                                                            if r["baseline"] else "")
         mp = r.get("mapping")
         table.add_row(name, " ".join(f"({a},{b})" for a, b in mp) if mp else ("-" if name == "FlexPipe" else "OOM"),
                       f"{r['tokens_per_s']:,.0f}" if r["tokens_per_s"] else "-", note)

@@ -10,20 +10,29 @@ A *mapping* is a list of stages, each (layers, GPUs), covering the model's layer
 cluster's GPUs in order (a stage's GPUs are contiguous, so they share a node when they fit in one). An
 iteration trains B sequences, one per micro-batch, at their own lengths (variable-length attention, no
 padding). A stage's g GPUs are data-parallel replicas of it ("redundant GPUs become extra DP replicas"):
-micro-batches go round them, so each replica runs ceil(B / g) of them and under 1F1B holds
-k_i = min(S - i, ceil(B / g)) at once.
+micro-batches go round them, so each replica runs ceil(B / g) of them.
 
-Memory per GPU of stage i (bytes), taking the k_i longest sequences of the batch as the ones in flight:
+Memory: the paper's model. Its text was not reachable from here, so its terms come from our notes on it
+(shared/papers/flexpipe.md): M_peak(L, B, mu) = M_params+grads+opt(|L|, mu) + M_act(|L|, B, mu) + M_buf, for a
+layer set L, micro-batch size B and mu the next mini-batch's longest length. It reads only mu, so every
+micro-batch in flight is provisioned at mu (here B = 1 sequence). Under 1F1B stage i of S holds up to S - i
+micro-batches' activations (a replica never more than the ceil(B / g_i) it runs), so per GPU of stage i (bytes):
 
     M_i = 16 x params(L_i)                         # BF16 weights + grads, FP32 master + Adam m, v
-        + L_i x (sum of the k_i longest lengths) x A x h   # activations, A = 34 bytes per token and hidden
-        + 4 GB                                     # buffers, context, fragmentation (assumed)
+        + k_i x M_act(L_i, 1, mu)                  # k_i = min(S - i, ceil(B / g_i)) micro-batches in flight
+        + 4 GB                                     # M_buf: buffers, context, fragmentation (assumed)
+    M_act(L_i, b, mu) = L_i x b x mu x A x h       # A = 34 bytes per token and hidden unit
 
-A = 34 is Korthikanti et al. (2022, "Reducing Activation Recomputation in Large Transformer Models")'s
-per-token, per-layer activation bytes over h with flash attention (no s^2 term); with full recomputation
-only each layer's input stays, A = 2, and compute grows by a forward (x 4/3). The paper's model reads only
-the next batch's longest length mu; ours reads the batch's lengths (the dataloader has them), so that one
-long sequence does not count as k_i of them.
+M_act is Korthikanti et al. (2022, "Reducing Activation Recomputation in Large Transformer Models", §4.1):
+s b h (34 + 5 a s / h) bytes per layer; flash attention keeps no s^2 score matrix, which leaves 34 s b h;
+their §4.3 has 1F1B's first stage hold p micro-batches.
+With full recomputation only each layer's input stays, 2 s b h (their §5), A = 2, and compute grows by one
+more forward (x 4/3). (The per-layer 34 s b h + 5 a s^2 b is also quoted in AWS Neuron's "Activation Memory
+Reduction" guide; the section numbers are from our reading of the paper.) At 32K no mapping of HBSA's space then
+fits without recomputation (a test checks it): an even split's stage 0 holds S micro-batches of 32 / S layers,
+32 layers' worth (110 GB) whatever S is. Time still reads each sequence's own length; only memory is provisioned
+at mu. (Before, we counted only the k_i longest sequences of the batch as in flight, which let one 32K sequence
+among short ones fit without recomputation.)
 
 Time of sequence j on one replica of stage i, t_ij: L_i layers of forward and backward from the shared GPU cost
 model (``syslab.core.gpu``, calibrated on published cuBLAS/CUTLASS GEMM and FlashAttention-2 measurements; see
@@ -87,20 +96,31 @@ def check_mapping(job: Job, mapping: Mapping) -> None:
         raise InputError(f"mapping {mapping} has an empty stage.", field="mapping", fix="use >= 1 layer and GPU.")
 
 
-def _in_flight(job: Job, mapping: Mapping, i: int, g: int) -> int:
-    return min(len(mapping) - i, -(-job.batch // g))
+def in_flight(job: Job, mapping: Mapping) -> list[int]:
+    """k_i: micro-batches whose activations stage i holds at once under 1F1B, min(S - i, ceil(B / g_i))."""
+    return [min(len(mapping) - i, -(-job.batch // g)) for i, (_, g) in enumerate(mapping)]
 
 
-def memory_per_gpu(job: Job, mapping: Mapping, lengths: np.ndarray, recompute: bool = False) -> list[float]:
-    """Peak bytes per GPU of each stage for a mini-batch of sequences ``lengths`` (worst case: the longest
-    ones in flight together)."""
-    act = ACT_BYTES_RECOMPUTE if recompute else ACT_BYTES
-    top = np.sort(np.asarray(lengths, dtype=np.float64))[::-1]
-    return [16 * job.params_per_layer * la + la * top[:_in_flight(job, mapping, i, g)].sum() * act * job.hidden
-            + BUFFER_GB * GB for i, (la, g) in enumerate(mapping)]
+def act_bytes(layers: int, micro_batch: int, mu: float, hidden: int, recompute: bool = False) -> float:
+    """M_act(L, B, mu) = L x B x mu x A x h (Korthikanti et al. 2022; A = 34, or 2 with full recomputation)."""
+    return layers * micro_batch * mu * (ACT_BYTES_RECOMPUTE if recompute else ACT_BYTES) * hidden
 
 
-def fits(job: Job, mapping: Mapping, lengths: np.ndarray, recompute: bool = False) -> bool:
+def memory_per_gpu(job: Job, mapping: Mapping, lengths: np.ndarray | float, recompute: bool = False) -> list[float]:
+    """Peak bytes per GPU of each stage for a mini-batch whose longest sequence is max(``lengths``) = mu:
+    16 x params(L_i) + k_i x M_act(L_i, 1, mu) + M_buf."""
+    mu = float(np.max(lengths))
+    return [fixed + k * act_bytes(la, 1, mu, job.hidden, recompute) for fixed, la, k in _memory_shape(job, mapping)]
+
+
+@functools.cache
+def _memory_shape(job: Job, mapping: Mapping) -> tuple[tuple[float, int, int], ...]:
+    """Per stage: the bytes that do not depend on mu (16 x params + M_buf), layers and k_i."""
+    return tuple((16 * job.params_per_layer * la + BUFFER_GB * GB, la, k)
+                 for (la, _), k in zip(mapping, in_flight(job, mapping), strict=True))
+
+
+def fits(job: Job, mapping: Mapping, lengths: np.ndarray | float, recompute: bool = False) -> bool:
     return max(memory_per_gpu(job, mapping, lengths, recompute)) <= job.gpu_gb * GB
 
 
@@ -165,15 +185,61 @@ def microbatch_times(job: Job, mapping: Mapping, lengths: np.ndarray, recompute:
     return t
 
 
+@dataclass(frozen=True)
+class BatchCost:
+    """What ``iteration_s`` reads of a mini-batch, computed once per batch and recomputation setting: per-layer
+    time (forward, + forward again with recomputation, + backward) summed over the batch's sequences and for
+    its longest and its last one, and the same three for a hand-off inside a node (False) and across (True).
+    ``microbatch_times`` gives the full [stage, sequence] matrix these sums come from."""
+    total: float
+    longest: float
+    last: float
+    handoff: dict[bool, tuple[float, float, float]]
+
+
+def batch_cost(job: Job, lengths: np.ndarray, recompute: bool = False) -> BatchCost:
+    lengths = np.asarray(lengths, dtype=np.int64)
+    uniq, inv = np.unique(lengths, return_inverse=True)
+    inv = inv.reshape(-1)
+    per_layer = np.array([_layer_s(int(x), job.hidden, job.heads) for x in uniq]).reshape(-1, 2)
+    one = (per_layer[:, 0] * (2 if recompute else 1) + per_layer[:, 1])[inv]
+    j_long = int(np.argmax(lengths))
+    hand = {}
+    for hop in (False, True):
+        h = np.array([_handoff_s(int(x), job.hidden, hop, job.fabric) for x in uniq])[inv]
+        hand[hop] = (float(h.sum()), float(h[j_long]), float(h[-1]))
+    return BatchCost(float(one.sum()), float(one[j_long]), float(one[-1]), hand)
+
+
+@functools.cache
+def _shape(job: Job, mapping: Mapping) -> tuple[tuple[int, int, bool | None, float], ...]:
+    """Per stage: layers, GPUs, whether its hand-off to the next stage crosses nodes (None for the last) and its
+    gradient all-reduce time (0 for a single GPU)."""
+    groups = _groups(mapping)
+    out = []
+    for i, ((la, g), (first, _)) in enumerate(zip(mapping, groups, strict=True)):
+        hop = _nodes(first, groups[i + 1][0] - first + 1) > 1 if i < len(mapping) - 1 else None
+        ar = _collective_s("allreduce", 2 * job.params_per_layer * la, first, g, job.fabric) if g > 1 else 0.0
+        out.append((la, g, hop, ar))
+    return tuple(out)
+
+
+def iteration_time(job: Job, mapping: Mapping, cost: BatchCost) -> float:
+    """max_i max(W_i / g_i, t_i*) + sum_i t_i* - max_i t_i*, plus the exposed gradient all-reduce (see the
+    module docstring), from a mini-batch's ``BatchCost``."""
+    slowest, fill, top, exposed = 0.0, 0.0, 0.0, 0.0
+    for la, g, hop, ar in _shape(job, mapping):
+        h_total, h_long, h_last = (0.0, 0.0, 0.0) if hop is None else cost.handoff[hop]
+        t_star = la * cost.longest + 2 * h_long                                     # hand-off, fwd + bwd
+        work = la * cost.total + 2 * h_total
+        slowest = max(slowest, work / g, t_star)
+        fill += t_star
+        top = max(top, t_star)
+        if g > 1:                                                  # overlaps the last backward (DDP buckets)
+            exposed = max(exposed, ar - 2 / 3 * (la * cost.last + 2 * h_last))
+    return slowest + fill - top + exposed
+
+
 def iteration_s(job: Job, mapping: Mapping, lengths: np.ndarray, recompute: bool = False) -> float:
-    """max_i max(W_i / g_i, t_i*) + sum_i t_i* - max_i t_i*, plus the exposed gradient all-reduce."""
-    t = microbatch_times(job, mapping, lengths, recompute)
-    g = np.array([g for _, g in mapping], dtype=np.float64)
-    longest = t[:, int(np.argmax(lengths))]
-    pipeline = float(np.maximum(t.sum(axis=1) / g, longest).max() + longest.sum() - longest.max())
-    exposed = 0.0
-    for i, ((la, gg), (first, _)) in enumerate(zip(mapping, _groups(mapping), strict=True)):
-        if gg > 1:
-            allreduce = _collective_s("allreduce", 2 * job.params_per_layer * la, first, gg, job.fabric)
-            exposed = max(exposed, allreduce - 2 / 3 * t[i, -1])    # overlaps the last backward (DDP buckets)
-    return pipeline + exposed
+    """One iteration of mini-batch ``lengths`` on ``mapping`` (``iteration_time`` of its ``batch_cost``)."""
+    return iteration_time(job, mapping, batch_cost(job, lengths, recompute))

@@ -3,7 +3,9 @@
 **HBSA** (§4.3): for each stage count N, stages get between floor(L/N) and floor(L/N) + (L mod N) layers and
 between floor(D/N) and floor(D/N) + (D mod N) GPUs (the paper writes L mod N for the GPU bound too; we read
 it as D mod N); the mapping inside these bounds minimising T(new) + T_switch(old -> new) that fits in memory
-is kept. The bounded space is still up to ~10^8 mappings at 11-12 stages, so ``hbsa_space`` prunes it (see
+is kept. Every mapping is searched with and without full recomputation (T_new is the better of the two that
+fit), always, not only when nothing fits without it: a shallow recomputing mapping can beat a deep one that
+needs none. The bounded space is still up to ~10^8 mappings at 11-12 stages, so ``hbsa_space`` prunes it (see
 there); ``brute_force`` enumerates every composition on small instances to measure the loss.
 
 **FMOP** (§4.4, Eq. 7) before each iteration, on the *next* mini-batch's longest sequence mu:
@@ -16,7 +18,12 @@ there); ``brute_force`` enumerates every composition on small instances to measu
 The paper compares one iteration's times; a switch then only pays if it recovers its 0.8 s stall within
 one iteration, so a job that grew for one long batch would keep the grown mapping. We amortise the switch
 over ``horizon`` iterations (T_switch / horizon in B and D; ``horizon = 1`` is the paper's literal rule).
-Both are reported.
+Either rule judges one iteration at a time and can pay more in stalls over a run than it wins, so
+``flexpipe`` adds a guard (ours) that bounds its total time by the static pipeline it starts on; both the
+guarded and the unguarded runs are reported.
+
+**Baselines** (``static``): one mapping for the run, sized for its longest sequence, without recomputation,
+with it in every iteration, or (an ablation: FMOP's memory-optimisation action alone) only where it must.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from syslab.core.errors import InputError
 from syslab.training.flexpipe import model as M
 
 T_SWITCH_S = 0.8                               # the paper's measured live-reconfiguration stall (0.79 s)
@@ -86,21 +94,30 @@ def full_space(job: M.Job) -> Iterator[M.Mapping]:
                 yield tuple(zip(layers, gpus, strict=True))
 
 
+Plan = tuple[M.Mapping, bool]                  # (mapping, full recomputation on)
+RECOMPUTE = (False, True)
+
+
 def best(job: M.Job, lengths: np.ndarray, space: list[M.Mapping], current: M.Mapping | None = None,
-         recompute: bool = False, switch_s: float = 0.0) -> tuple[M.Mapping | None, float]:
-    """The fitting mapping of ``space`` with the least T + (switch_s if it differs from ``current``)."""
+         recompute: bool | None = None, switch_s: float = 0.0,
+         costs: dict[bool, M.BatchCost] | None = None) -> tuple[Plan | None, float]:
+    """The fitting (mapping, recomputation) pair of ``space`` x {off, on} (or only ``recompute``'s setting) with
+    the least T + (switch_s if the mapping differs from ``current``)."""
+    mu = float(np.max(lengths))
+    costs = costs or {rc: M.batch_cost(job, lengths, rc) for rc in RECOMPUTE}
     choice, score = None, np.inf
-    for mp in space:
-        if not M.fits(job, mp, lengths, recompute):
-            continue
-        s = M.iteration_s(job, mp, lengths, recompute) + (switch_s if current is not None and mp != current else 0.0)
-        if s < score:
-            choice, score = mp, s
+    for rc in RECOMPUTE if recompute is None else (recompute,):
+        for mp in space:
+            if not M.fits(job, mp, mu, rc):
+                continue
+            s = M.iteration_time(job, mp, costs[rc]) + (switch_s if current is not None and mp != current else 0.0)
+            if s < score:
+                choice, score = (mp, rc), s
     return choice, score
 
 
-def brute_force(job: M.Job, lengths: np.ndarray) -> tuple[M.Mapping | None, float]:
-    return best(job, lengths, list(full_space(job)))
+def brute_force(job: M.Job, lengths: np.ndarray, recompute: bool | None = None) -> tuple[Plan | None, float]:
+    return best(job, lengths, list(full_space(job)), recompute=recompute)
 
 
 @dataclass
@@ -119,8 +136,12 @@ class Trace:
     steps: list[Step] = field(default_factory=list)
 
     @property
+    def time_s(self) -> float:
+        return sum(s.time_s for s in self.steps)
+
+    @property
     def throughput(self) -> float:
-        return sum(s.tokens for s in self.steps) / sum(s.time_s for s in self.steps)
+        return sum(s.tokens for s in self.steps) / self.time_s
 
     @property
     def switches(self) -> int:
@@ -131,35 +152,52 @@ class Trace:
 
 
 def flexpipe(job: M.Job, batches: list[np.ndarray], initial: M.Mapping, horizon: float = 10.0,
-             switch_s: float = T_SWITCH_S) -> Trace:
-    """Run FMOP + HBSA before every iteration on the next batch's longest sequence."""
+             switch_s: float = T_SWITCH_S, guard: bool = True) -> Trace:
+    """Run FMOP + HBSA before every iteration on the next mini-batch.
+
+    HBSA searches every mapping of its space with and without recomputation, always (not only when nothing
+    fits without it), and FMOP takes the candidate with the least T + T_switch / horizon. With recomputation
+    searched for every mapping this argmin is Eq. 7: the current mapping without recomputation wins when it
+    fits and nothing beats it (A and B: keep); with it, when only that fits and nothing beats it (not A, C and
+    D: memory optimisation only); otherwise the best other mapping (shrink or grow).
+
+    ``guard`` (ours, not the paper's): FMOP judges a switch on one iteration, so a run of batches can make it
+    pay stalls that a fixed mapping never pays. The guard keeps the time saved so far against staying on
+    ``initial`` (recomputing only when it must), the credit, at least one T_switch whenever FlexPipe is away
+    from ``initial``, so that going back is always affordable: a candidate that would break this is skipped.
+    Staying on ``initial`` and going back to it always keep it, so FlexPipe's total time never exceeds that
+    of the static pipeline ``initial`` with recomputation only when needed."""
     space = list(hbsa_space(job))
     cur = initial
+    credit = 0.0
     out = Trace()
     for lengths in batches:
         mu = float(lengths.max())
         t0 = time.perf_counter()
-        amort = switch_s / horizon
-        new, new_score = best(job, lengths, space, cur, switch_s=amort)
-        a = M.fits(job, cur, lengths)
-        t_cur = M.iteration_s(job, cur, lengths) if a else np.inf
-        if a and (new is None or new == cur or new_score >= t_cur):
-            action, mapping, rc = "keep", cur, False
-        elif a:
-            action, mapping, rc = _direction(cur, new), new, False
-        else:
-            c = M.fits(job, cur, lengths, recompute=True)
-            t_rc = M.iteration_s(job, cur, lengths, recompute=True) if c else np.inf
-            if c and (new is None or new_score >= t_rc):
-                action, mapping, rc = "memopt", cur, True
-            elif new is not None:
-                action, mapping, rc = _direction(cur, new), new, False
-            else:                                  # nothing fits without recomputation: best mapping with it
-                mapping, _ = best(job, lengths, space, cur, recompute=True, switch_s=amort)
-                action, rc = ("memopt" if mapping == cur else _direction(cur, mapping)), True
+        costs = {rc: M.batch_cost(job, lengths, rc) for rc in RECOMPUTE}
+        ref = 0.0
+        if guard:                              # staying on ``initial``; a reference that cannot run it binds nothing
+            ref = (M.iteration_time(job, initial, costs[not M.fits(job, initial, mu)])
+                   if M.fits(job, initial, mu, True) else np.inf)
+        choice, score, t_choice = None, np.inf, np.inf
+        for rc in RECOMPUTE:
+            for mp in space:
+                if not M.fits(job, mp, mu, rc):
+                    continue
+                t = M.iteration_time(job, mp, costs[rc]) + (switch_s if mp != cur else 0.0)
+                if guard and credit + ref - t < (switch_s if mp != initial else 0.0) - 1e-9:
+                    continue                                   # could not afford the way back to ``initial``
+                s = t - (switch_s - switch_s / horizon if mp != cur else 0.0)      # T + T_switch / horizon
+                if s < score:
+                    choice, score, t_choice = (mp, rc), s, t
+        if choice is None:
+            raise InputError(f"no mapping fits a mini-batch whose longest sequence has {mu:,.0f} tokens, even "
+                             "with recomputation.", field="lengths", fix="cap or split the longest sequences.")
+        mapping, rc = choice
+        action = ("memopt" if rc else "keep") if mapping == cur else _direction(cur, mapping)
         decide = time.perf_counter() - t0
-        t = M.iteration_s(job, mapping, lengths, rc) + (switch_s if mapping != cur else 0.0)
-        out.steps.append(Step(mu, action, mapping, rc, t, int(lengths.sum()), decide))
+        credit += ref - t_choice
+        out.steps.append(Step(mu, action, mapping, rc, t_choice, int(lengths.sum()), decide))
         cur = mapping
     return out
 
@@ -170,36 +208,43 @@ def _direction(old: M.Mapping, new: M.Mapping) -> str:
     return "grow" if len(new) > len(old) else "shrink"
 
 
-def static(job: M.Job, batches: list[np.ndarray], recompute: bool = False,
+STATIC_RECOMPUTE = ("never", "always", "when needed")
+
+
+def static(job: M.Job, batches: list[np.ndarray], recompute: bool | str = False,
            fewest_stages: bool = True) -> tuple[Trace, M.Mapping | None]:
-    """One mapping for the whole run, among those (in HBSA's space, which holds every even split) that fit
-    every one of its mini-batches, i.e. sized for the worst. ``fewest_stages``: the paper's baseline, the
-    fewest stages that fit with the remaining GPUs as data parallelism (the fastest such mapping);
-    otherwise the fastest fixed mapping of any depth (a stronger baseline than the paper's)."""
-    space = [mp for mp in hbsa_space(job) if all(M.fits(job, mp, b, recompute) for b in _worst(batches))]
+    """One mapping for the whole run, among those of HBSA's space (which holds every even split) that fit every
+    one of its mini-batches (sized for the longest sequence), the one with the least total time over all of them
+    (the best a fixed mapping can do on this run: it only strengthens the baseline). ``recompute``:
+    ``"never"`` (False), ``"always"`` (True: full recomputation every iteration) or ``"when needed"``
+    (recomputation only in iterations the mapping cannot hold without it: FMOP's memory-optimisation action
+    alone, an ablation rather than the paper's baseline). ``fewest_stages``: the paper's baseline, the fewest
+    stages that fit with the remaining GPUs as data parallelism; otherwise the fastest fixed mapping of any
+    depth (a stronger baseline than the paper's)."""
+    mode = {False: "never", True: "always"}.get(recompute, recompute)
+    if mode not in STATIC_RECOMPUTE:
+        raise ValueError(f"recompute must be one of {STATIC_RECOMPUTE}, not {recompute!r}")
+    mu = max(float(b.max()) for b in batches)
+    space = [mp for mp in hbsa_space(job) if M.fits(job, mp, mu, mode != "never")]
     if fewest_stages and space:
         depth = min(len(mp) for mp in space)
         space = [mp for mp in space if len(mp) == depth]
-    mapping = min(space, key=lambda mp: sum(M.iteration_s(job, mp, b, recompute) for b in _sample(batches)),
-                  default=None)
     out = Trace()
-    if mapping is None:
+    if not space:
         return out, None
-    for lengths in batches:
-        mu = float(lengths.max())
-        out.steps.append(Step(mu, "keep", mapping, recompute, M.iteration_s(job, mapping, lengths, recompute),
-                              int(lengths.sum()), 0.0))
+    costs = [{rc: M.batch_cost(job, b, rc) for rc in RECOMPUTE} for b in batches]
+
+    def plan(mp: M.Mapping, b: np.ndarray) -> bool:
+        return mode == "always" or (mode == "when needed" and not M.fits(job, mp, float(b.max())))
+
+    totals = {mp: sum(M.iteration_time(job, mp, c[plan(mp, b)]) for b, c in zip(batches, costs, strict=True))
+              for mp in space}
+    mapping = min(space, key=totals.__getitem__)
+    for lengths, c in zip(batches, costs, strict=True):
+        rc = plan(mapping, lengths)
+        out.steps.append(Step(float(lengths.max()), "memopt" if rc and mode == "when needed" else "keep", mapping,
+                              rc, M.iteration_time(job, mapping, c[rc]), int(lengths.sum()), 0.0))
     return out, mapping
-
-
-def _worst(batches: list[np.ndarray], k: int = 8) -> list[np.ndarray]:
-    """The batches with the largest sums of their longest sequences: the ones that bind memory."""
-    return sorted(batches, key=lambda b: -np.sort(b)[::-1][:k].sum())[:k]
-
-
-def _sample(batches: list[np.ndarray], k: int = 64) -> list[np.ndarray]:
-    step = max(1, len(batches) // k)
-    return batches[::step]
 
 
 # ---------------------------------------------------------------------------------------------------------
