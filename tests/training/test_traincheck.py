@@ -129,7 +129,7 @@ def test_changes_invariant_learns_its_precondition_from_frozen_parameters():
                            post={"w": _param(f"w{it + 1}"), "frozen": _param("f", grad=False)}))
     invs = {i.key: i for i in R.infer([_run(calls)])}
     inv = invs[("changes", "Optimizer.step", "value")]
-    assert inv.precondition == [("var.has_grad", True)] and inv.negatives == 3
+    assert inv.precondition == [[("var.has_grad", True)]] and inv.negatives == 3
     bad = [_call("Optimizer.step", 0, 0, pre={"w": _param("a")}, post={"w": _param("a")})]   # lr = 0, say
     v = R.check(_run(bad), [inv])
     assert len(v) == 1 and v[0].subject == "w" and "unchanged" in v[0].evidence
@@ -142,7 +142,7 @@ def test_precondition_is_none_when_no_clause_separates():
     neg = [R.Example(("k",), False, {"a": 1}, 0, 2, "x")]
     assert R.precondition(pos, neg) is None
     neg2 = [R.Example(("k",), False, {"a": 2, "b": 0}, 0, 2, "x")]
-    assert R.precondition(pos, neg2) == [("a", 1)]
+    assert R.precondition(pos, neg2) == [[("a", 1)]]
 
 
 def test_const_invariant_flags_a_value_the_references_never_had():

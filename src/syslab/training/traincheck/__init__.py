@@ -20,11 +20,12 @@ data-parallel ones on two gloo processes. Tools: ``syslab traincheck collect | l
 API in ``api.py``.
 
 **What differs from the paper.** Our templates are TrainCheck's in the forms our traces support (sequence,
-contain, consistent over time and across ranks, distinct arguments, thresholds); preconditions are
-conjunctions found by greedy set cover, not the paper's recursive search with disjunctions; state is
+contain, consistent over time and across ranks, distinct arguments, thresholds); preconditions follow the
+paper's recursive search and may be disjunctions, each conjunction shortened by greedy set cover; state is
 summarised at API boundaries (hashes of parameter bytes), not tracked through proxies; online, each process
-checks only its own rank, so cross-rank invariants are checked on the trace after the run. The bugs are
-miniatures of the paper's classes, not its 20 real-world cases.
+checks only its own rank, so cross-rank invariants are checked on the trace after the run. The injected bugs
+are miniatures of the paper's classes; its real-world cases are replayed as our own miniature programs
+(``realworld.py``, ``programs/realworld/``), not the artifact's workloads.
 """
 
 from syslab.core.claims import Fidelity, System

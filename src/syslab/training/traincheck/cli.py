@@ -95,7 +95,10 @@ def traincheck_show(invariants: Annotated[Path, typer.Argument(help="invariants 
     if as_json:
         print_json([i.to_dict() for i in invs])
         return
-    table = Table("template", "invariant", "positive examples", title=f"{len(invs)} invariants in {invariants}")
+    table = Table("template", "invariant", "precondition", "positive examples",
+                  title=f"{len(invs)} invariants in {invariants}")
     for i in invs:
-        table.add_row(i.key[0], i.text, str(i.positives))
+        # a disjunction one conjunction per line, each line read "or"
+        pre = "\n".join(("or " if n else "") + R.precondition_text([conj]) for n, conj in enumerate(i.precondition))
+        table.add_row(i.key[0], i.text.split(" when ")[0], pre if i.conditional else "always", str(i.positives))
     out.print(table)

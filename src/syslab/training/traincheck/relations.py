@@ -4,10 +4,11 @@ Every template turns a trace into *examples*: for one hypothesis (a key such as 
 "Optimizer.zero_grad", "Tensor.backward")``), one occurrence that either satisfies it or not, with the
 *properties* of that occurrence (the call's scalar arguments, the variable's attributes, whether it is the
 first or last iteration). Inference pools the examples of the clean reference runs: a hypothesis with at
-least two positive examples becomes an invariant if no example is negative, or if a precondition (a
-conjunction of ``property == value`` clauses true in every positive example) excludes every negative one.
-Checking replays the same templates on a new trace and reports each invariant's first applicable negative
-example as a violation.
+least two positive examples becomes an invariant if no example is negative, or if a precondition excludes
+every negative one. A precondition is a disjunction of conjunctions of ``property == value`` clauses: every
+positive example meets at least one conjunction, and no negative example meets any. Checking replays the
+same templates on a new trace and reports each invariant's first applicable negative example as a
+violation.
 
 Templates (TrainCheck's, in the forms our traces support):
 
@@ -22,9 +23,13 @@ Templates (TrainCheck's, in the forms our traces support):
 * ``positive`` / ``finite`` (API, field): a numeric argument or result stays above zero / finite (APIArg,
   APIOutput, Threshold).
 
-Precondition search is greedy set cover over the candidate clauses (our simplification of TrainCheck's
-recursive search, which may also split into disjunctions; we keep conjunctions only). Cost: linear in the
-number of examples, which is about (calls x APIs) + (snapshots) per trace.
+Precondition search (``precondition``) follows TrainCheck's recursive search: the clauses true in every
+positive example, less those no negative example breaks; if some negative still meets them all, the positives
+are split into the groups that share a further clause and each group is searched again (a disjunction), at
+most ``MAX_PRECONDITION_DEPTH`` levels deep. Each conjunction found is then shortened by greedy set cover
+over its own clauses, so a precondition that needs no disjunction is the short conjunction it always was.
+Cost: linear in the number of examples, which is about (calls x APIs) + (snapshots) per trace; a split
+multiplies it by the number of groups, and happens only where no conjunction separates.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from typing import Any
 from syslab.core.errors import InputError
 
 MIN_POSITIVES = 2      # TrainCheck's POSITIVE_EXAMPLES_THRESHOLD
+MAX_PRECONDITION_DEPTH = 8     # TrainCheck's MAX_PRECOND_DEPTH: how often a precondition may split
 STATE_APIS = ("Optimizer.step", "Optimizer.zero_grad", "Tensor.backward", "autograd.backward",
               "nn.utils.clip_grad_norm_", "nn.utils.clip_grad_value_")
 PARAM_PROPS = ("requires_grad", "has_grad", "in_optimizer", "dtype", "grad_zero")
@@ -186,8 +192,11 @@ def _iter_props(run: Run, c: Call) -> dict[str, Any]:
     return {"first_iter": c.iter == 0, "last_iter": not run.running and c.iter == run.last_iter(c.rank)}
 
 
-def sequence_examples(run: Run) -> Iterator[Example]:
-    apis = sorted({c.api for c in run.calls})
+def sequence_examples(run: Run, apis: set[str] = frozenset()) -> Iterator[Example]:
+    """``apis``: more APIs to relate each call to than those the run itself calls (inference passes every
+    reference run's APIs, checking those its invariants name): a call that never happens in this run must
+    still break "every B comes after an A" and "every A is followed by a B"."""
+    apis = sorted({c.api for c in run.calls} | set(apis))
     by_iter: dict[tuple[int, int], list[Call]] = defaultdict(list)
     for c in run.calls:
         by_iter[(c.rank, c.iter)].append(c)
@@ -339,9 +348,14 @@ TEMPLATES = (sequence_examples, change_examples, const_examples, rank_examples, 
              threshold_examples)
 
 
-def examples(run: Run) -> Iterator[Example]:
+def examples(run: Run, apis: set[str] = frozenset()) -> Iterator[Example]:
+    """Every template's examples; ``apis``: as in ``sequence_examples``."""
     for template in TEMPLATES:
-        yield from template(run)
+        yield from template(run, apis) if template is sequence_examples else template(run)
+
+
+def _sequence_apis(invariants: list[Invariant]) -> set[str]:
+    return {a for i in invariants if i.key[0] in ("cover", "lead") for a in i.key[1:3]}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -349,15 +363,42 @@ def examples(run: Run) -> Iterator[Example]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+Clause = tuple[str, Any]                # property == value
+Conjunction = list[Clause]
+# A precondition: a disjunction of conjunctions, met if any conjunction holds. ``[[]]`` (one empty conjunction)
+# always holds: an unconditional invariant.
+Precondition = list[Conjunction]
+
+
+def meets(props: dict[str, Any], conjunction: Conjunction) -> bool:
+    return all(props.get(k) == v for k, v in conjunction)
+
+
+def precondition_text(pre: Precondition) -> str:
+    """``a = 1 and b = 2``; a disjunction as ``(a = 1 and b = 2) or c = 3``; "" if unconditional."""
+    parts = [" and ".join(f"{p} = {v}" for p, v in conj) for conj in pre if conj]
+    if len(parts) <= 1:
+        return parts[0] if parts else ""
+    return " or ".join(f"({t})" if len(conj) > 1 else t for t, conj in zip(parts, pre, strict=True))
+
+
 @dataclass
 class Invariant:
     key: tuple
-    precondition: list[tuple[str, Any]]
+    precondition: Precondition
     positives: int
     negatives: int
 
     def applies(self, props: dict[str, Any]) -> bool:
-        return all(props.get(k) == v for k, v in self.precondition)
+        return any(meets(props, conj) for conj in self.precondition)
+
+    @property
+    def conditional(self) -> bool:
+        return any(self.precondition)
+
+    @property
+    def disjunctive(self) -> bool:
+        return len(self.precondition) > 1
 
     @property
     def text(self) -> str:
@@ -374,45 +415,108 @@ class Invariant:
             "finite": lambda: f"{k[1]}'s {k[2]} is finite",
             "positive": lambda: f"{k[1]}'s {k[2]} is above zero",
         }[k[0]]()
-        if self.precondition:
-            body += " when " + " and ".join(f"{p} = {v}" for p, v in self.precondition)
+        if self.conditional:
+            body += " when " + precondition_text(self.precondition)
         return body
 
     def to_dict(self) -> dict:
-        return {"relation": self.key[0], "key": list(self.key), "precondition": [list(c) for c in self.precondition],
+        """A single conjunction is written as before (a list of [property, value] pairs), so files without a
+        disjunction read the same in the previous format; a disjunction as ``{"any": [[pairs], ...]}``."""
+        pairs = [[list(c) for c in conj] for conj in self.precondition]
+        return {"relation": self.key[0], "key": list(self.key),
+                "precondition": pairs[0] if len(pairs) == 1 else {"any": pairs},
                 "positives": self.positives, "negatives": self.negatives, "text": self.text}
 
     @classmethod
     def from_dict(cls, d: dict) -> Invariant:
-        return cls(tuple(d["key"]), [tuple(c) for c in d["precondition"]], int(d["positives"]),
+        return cls(tuple(d["key"]), _read_precondition(d.get("precondition", [])), int(d["positives"]),
                    int(d.get("negatives", 0)))
 
 
-def precondition(positives: list[Example], negatives: list[Example]) -> list[tuple[str, Any]] | None:
-    """The clauses (true in every positive) that exclude every negative, chosen greedily; None if none do."""
-    if not negatives:
-        return []
-    common = {(k, v) for k, v in positives[0].props.items() if isinstance(v, bool | int | str | None)}
-    for e in positives[1:]:
-        common &= {(k, v) for k, v in e.props.items() if isinstance(v, bool | int | str | None)}
+def _read_precondition(raw: Any) -> Precondition:
+    """Either form ``to_dict`` writes (a list of pairs: one conjunction; ``{"any": [...]}``: a disjunction)."""
+    conjunctions = raw["any"] if isinstance(raw, dict) else [raw]
+    return [[tuple(c) for c in conj] for conj in conjunctions]
+
+
+def _clauses(e: Example) -> frozenset[Clause]:
+    return frozenset((k, v) for k, v in e.props.items() if isinstance(v, bool | int | str | None))
+
+
+def _shorten(conjunction: frozenset[Clause], negatives: list[Example]) -> Conjunction:
+    """A short subset of ``conjunction`` that still excludes every negative, by greedy set cover: the clause
+    false in the most remaining negatives first (ties: the shorter property name)."""
     remaining, chosen = negatives, []
     while remaining:
-        scored = [(sum(n.props.get(k) != v for n in remaining), k, v) for k, v in common]
+        scored = [(sum(n.props.get(k) != v for n in remaining), k, v) for k, v in conjunction]
         scored = [s for s in scored if s[0] > 0]
         if not scored:
-            return None
+            raise AssertionError("the conjunction does not exclude every negative")
         _, k, v = max(scored, key=lambda s: (s[0], -len(s[1]), str(s[1])))
         chosen.append((k, v))
         remaining = [n for n in remaining if n.props.get(k) == v]
     return sorted(chosen, key=lambda c: str(c[0]))
 
 
+def precondition(positives: list[Example], negatives: list[Example], max_depth: int = MAX_PRECONDITION_DEPTH,
+                 min_support: int = MIN_POSITIVES) -> Precondition | None:
+    """A precondition true in every positive and false in every negative; None if there is none.
+
+    The search (TrainCheck's, §4.4 of the paper): take the clauses true in every positive, less those no
+    negative breaks. If they exclude every negative, they are the precondition (one conjunction). Otherwise
+    split: the clauses true in some but not all positives, grouped by the positives they hold in; each maximal
+    such group (of at least ``min_support`` positives) is searched again against the negatives still let
+    through, at most ``max_depth`` levels deep. The conjunctions found are the disjunction; it must cover every
+    positive. Each is then shortened by greedy set cover against all negatives, and one implied by another
+    (a superset of its clauses) is dropped."""
+    if not negatives:
+        return [[]]
+    sets = [_clauses(e) for e in positives]
+    useful = {c for s in sets for c in s if any(n.props.get(c[0]) != c[1] for n in negatives)}
+    memo: dict[frozenset[int], tuple[list[frozenset[Clause]], set[int]]] = {}
+
+    def search(group: frozenset[int], depth: int) -> tuple[list[frozenset[Clause]], set[int]]:
+        """(conjunctions, the positives they cover) for the positives in ``group``. The negatives a group's
+        common clauses let through depend on the group only, so a group reached twice is searched once."""
+        if group in memo:
+            return memo[group]
+        common = frozenset.intersection(*(sets[i] for i in group)) & useful
+        passing = [n for n in negatives if meets(n.props, list(common))]
+        found: tuple[list[frozenset[Clause]], set[int]] = ([], set())
+        if not passing:
+            found = ([common], set(group))
+        elif depth < max_depth:
+            support: dict[Clause, set[int]] = defaultdict(set)
+            for i in group:
+                for c in sets[i] - common:
+                    if any(n.props.get(c[0]) != c[1] for n in passing):
+                        support[c].add(i)
+            subs = {frozenset(g) for g in support.values() if len(g) >= min_support}
+            maximal = [g for g in subs if not any(g < h for h in subs)]
+            conjunctions, covered = [], set()
+            for g in sorted(maximal, key=lambda g: (-len(g), sorted(g))):
+                sub, got = search(g, depth + 1)
+                conjunctions += sub
+                covered |= got
+            found = (conjunctions, covered)
+        memo[group] = found
+        return found
+
+    conjunctions, covered = search(frozenset(range(len(positives))), 0)
+    if len(covered) < len(positives):
+        return None
+    short = {frozenset(_shorten(c, negatives)) for c in conjunctions}
+    kept = [c for c in short if not any(o < c for o in short)]
+    return sorted((sorted(c, key=lambda x: str(x[0])) for c in kept), key=lambda c: (len(c), str(c)))
+
+
 def infer(runs: list[Run], min_positives: int = MIN_POSITIVES) -> list[Invariant]:
     """Invariants that hold (under their preconditions) in every reference run."""
     pos: dict[tuple, list[Example]] = defaultdict(list)
     neg: dict[tuple, list[Example]] = defaultdict(list)
+    apis = {c.api for run in runs for c in run.calls}
     for run in runs:
-        for e in examples(run):
+        for e in examples(run, apis):
             (pos if e.ok else neg)[e.key].append(e)
     out = []
     for key, p in pos.items():
@@ -452,7 +556,7 @@ def check(run: Run, invariants: list[Invariant], iters: set[int] | None = None) 
     for inv in invariants:
         by_key[inv.key].append(inv)
     first: dict[int, Violation] = {}
-    for e in examples(run):
+    for e in examples(run, _sequence_apis(invariants)):
         if e.ok or e.key not in by_key or (iters is not None and e.iter not in iters):
             continue
         for inv in by_key[e.key]:
@@ -510,10 +614,15 @@ def load_file(path: Path) -> tuple[list[Invariant], list[str]]:
                 and all(isinstance(k, str) for k in key[1:3]) and all(isinstance(k, scalar) for k in key)):
             raise bad(f"invariant {i} has key {str(key)[:80]}")
         pre = d.get("precondition", [])
-        if not isinstance(pre, list) or not all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
-                                                and isinstance(c[1], scalar) for c in pre):
-            raise bad(f"invariant {i}'s precondition is not a list of [property, value] pairs")
+        conjunctions = pre.get("any") if isinstance(pre, dict) else [pre]
+
+        def pairs(conj: Any) -> bool:
+            return isinstance(conj, list) and all(isinstance(c, list) and len(c) == 2 and isinstance(c[0], str)
+                                                  and isinstance(c[1], scalar) for c in conj)
+        if not (isinstance(conjunctions, list) and conjunctions and all(pairs(c) for c in conjunctions)):
+            raise bad(f"invariant {i}'s precondition is neither a list of [property, value] pairs nor "
+                      '{"any": [such lists]}')
         counts = [number(d.get(k, 0), field=f"invariants[{i}].{k}", file=path, fix=fix, integer=True, min=0)
                   for k in ("positives", "negatives")]
-        out.append(Invariant(tuple(key), [tuple(c) for c in pre], *counts))
+        out.append(Invariant(tuple(key), _read_precondition(pre), *counts))
     return out, apis

@@ -9,6 +9,7 @@ iteration. Without ``--bug`` it is the clean twin.
 """
 
 import argparse
+import gc
 import os
 import socket
 
@@ -48,6 +49,10 @@ def worker(rank: int, world: int, a: argparse.Namespace, port: int) -> None:
         optimizer.step()
         if rank == 0:
             print(f"iteration {i} loss {loss.item():.4f}", flush=True)
+    # the DDP wrappers (their reducers) go before the process group: destroyed the other way round, torch
+    # 2.13 aborts the process now and then at exit ("terminate called without an active exception")
+    del ddp, net, optimizer
+    gc.collect()
     dist.destroy_process_group()
 
 
