@@ -75,6 +75,57 @@ def test_tasklet_suspended_step_equals_an_uninterrupted_one():
     assert moved > 1e-4                                               # the step did change the adapter
 
 
+def _grads_by(run_step, seed=3):
+    """The LoRA gradients of one step (SGD at lr 1 moves each weight by minus its gradient)."""
+    m = M.TinyLlama(SMALL, seed=seed)
+    with torch.no_grad():                              # non-zero B so the gradients reach both factors
+        for layer in m.layers:
+            layer.lora_b.copy_(torch.linspace(-0.01, 0.01, layer.lora_b.numel()).view_as(layer.lora_b))
+    before = [p.detach().clone() for p in m.lora_parameters()]
+    loss = run_step(m, torch.optim.SGD(m.lora_parameters(), lr=1.0))
+    return loss, [b - p.detach() for b, p in zip(before, m.lora_parameters(), strict=True)]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 16, 40, 64])
+def test_chunked_step_equals_one_uninterrupted_step(chunk):
+    tokens = S.markov_samples(2, 40, SMALL, np.random.default_rng(0))
+    whole_loss, whole = _grads_by(lambda m, opt: M.FineTuneStep(m, tokens, opt).run_to_end())
+    step = {}
+
+    def chunked(m, opt):
+        step["s"] = M.ChunkedStep(m, tokens, opt, chunk)
+        return step["s"].run_to_end()
+
+    loss, grads = _grads_by(chunked)
+    assert step["s"].chunks == -(-40 // chunk)
+    assert loss == pytest.approx(whole_loss, rel=1e-5)
+    assert max(float(g.abs().max()) for g in whole) > 1e-4             # the gradients are not all zero
+    for g, w in zip(grads, whole, strict=True):
+        assert torch.allclose(g, w, atol=1e-6, rtol=1e-4)
+
+
+def test_chunked_backward_frees_each_chunk_and_needs_the_whole_forward_first():
+    m = M.TinyLlama(SMALL, seed=0)
+    step = M.ChunkedStep(m, S.markov_samples(1, 30, SMALL, np.random.default_rng(0)),
+                         torch.optim.SGD(m.lora_parameters(), lr=0.1), 10)
+    step.forward_chunk()
+    with pytest.raises(AssertionError):
+        step.backward_chunk()
+    while not step.forward_done:
+        step.forward_chunk()
+    step.backward_chunk()
+    assert step._graphs[-1] is None and step._graphs[0] is not None and not step.done
+    step.run_to_end()
+    assert step.done and all(p.grad is None for p in m.lora_parameters())
+
+
+def test_warm_up_leaves_the_adapter_untouched():
+    m = M.TinyLlama(SMALL, seed=0)
+    before = [p.detach().clone() for p in m.lora_parameters()]
+    R.warm_up(_requests(6), m, S.markov_samples(4, 16, SMALL, np.random.default_rng(0)), 0)
+    assert all(torch.equal(a, b) for a, b in zip(before, m.lora_parameters(), strict=True))
+
+
 def test_the_step_actually_trains_the_adapter():
     m = M.TinyLlama(SMALL, seed=0)
     before = [p.detach().clone() for p in m.lora_parameters()]
@@ -102,7 +153,8 @@ def test_backward_tasklets_free_each_layer_graph():
     assert all(p.grad is None for p in m.lora_parameters())         # the optimizer stepped and zeroed
 
 
-@pytest.mark.parametrize("policy", [S.Isolated(), S.Temporal(every=2), S.LLMStation(fixed_wait_s=0.0),
+@pytest.mark.parametrize("policy", [S.Isolated(), S.Temporal(every=2), S.Chunked(chunk=5), S.Chunked(8, every=3),
+                                    S.LLMStation(fixed_wait_s=0.0),
                                     S.LLMStation(fixed_wait_s=0.01, joint=False)])
 def test_every_request_finishes_once_with_all_its_tokens(policy):
     m = M.TinyLlama(SMALL, seed=0)
@@ -120,6 +172,8 @@ def test_every_request_finishes_once_with_all_its_tokens(policy):
     assert {"prefill"} <= kinds
     if isinstance(policy, S.LLMStation) and policy.joint:
         assert "joint" in kinds and "backward" in kinds
+    if policy.name == "chunked":
+        assert {"forward", "backward"} <= kinds
 
 
 def test_engine_never_uses_more_slots_than_it_has():
@@ -206,7 +260,7 @@ def test_cli_compare_on_a_small_trace(tmp_path, capsys):
     assert e.value.code == 0 and p.read_text() == before
     assert d["clipped_requests"] == 1                                   # the 300-token prompt
     policies = {v["policy"] for v in d["policies"].values()}
-    assert policies == {"isolated", "temporal", "spatial", "llmstation"}
+    assert policies == {"isolated", "temporal", "spatial", "chunked", "llmstation"}
     assert all(v["requests"] == 3 for v in d["policies"].values())
     assert d["slo"]["p99_tpot_s"] > 0
 
@@ -222,6 +276,11 @@ def test_cli_compare_rejects_bad_options(tmp_path, capsys, args, field):
         main(["llmstation", "compare", "--trace", str(p), *args])
     err = capsys.readouterr().err
     assert e.value.code == 2 and field in err and "Traceback" not in err
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:00:00,5,5\n2023-11-16 18:00:01,0,5\n")
+    with pytest.raises(SystemExit) as e:                 # an empty prompt is not silently served as 1 token
+        main(["llmstation", "compare", "--trace", str(p)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "empty prompt" in err and "Traceback" not in err
     p.write_text("TIMESTAMP,ContextTokens\n2023-11-16 18:00:00,5\n")
     with pytest.raises(SystemExit) as e:
         main(["llmstation", "compare", "--trace", str(p)])

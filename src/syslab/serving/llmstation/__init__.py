@@ -15,7 +15,9 @@ samples per second that keeps inference within its SLOs.
 trainable adapter fine-tuned on packed 512-token samples. ``FineTuneStep`` is the suspendable step (each
 layer's backward runs on its own from a saved boundary, and the result equals an uninterrupted step);
 ``serve.py`` has the engine, the LLMStation scheduler with its adaptive wait controller (the control law is
-ours), and the baselines: temporal sharing at step granularity (FineInfer-like) and a static spatial split
+ours), and the baselines: temporal sharing at step granularity (FineInfer-like), chunked training (each step
+cut along the sequence into token chunks, one chunk between inference iterations; ``model.ChunkedStep``,
+equal to a whole step) and a static spatial split
 (a second process with one thread; *not* MPS). Latencies are wall-clock; the SLO is 2x / 1.5x the P99
 TTFT / TPOT of serving alone on the same requests (our notes' suggestion; the paper's SLO values are not in
 our notes).
@@ -36,7 +38,7 @@ SYSTEM = System(
     domain="serving",
     fidelity=Fidelity.REAL,
     real="a tiny Llama with LoRA serving requests and fine-tuning at once on this CPU: tasklets, joint batching, "
-         "the adaptive wait, temporal and spatial baselines, all timed on the wall clock",
+         "the adaptive wait, temporal, chunked and spatial baselines, all timed on the wall clock",
     modelled="nothing; toy scale (8 layers, hidden 512), CPU instead of GPUs, two processes instead of MPS",
     claims=_reproduction.CLAIMS,
     reproduce=_reproduction.reproduce,

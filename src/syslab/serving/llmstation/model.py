@@ -354,3 +354,133 @@ class JointSegment:
         step._push(h_f + d_f)
         assert n == h_i.shape[0]
         return (h_i + d_i).detach()
+
+
+class ChunkedStep:
+    """One fine-tuning step cut along the *sequence* into chunks of ``chunk`` tokens: the chunked-training
+    baseline (the artifact's ``chunked`` runs, knob ``chunk_size``; their ``benchmarks/chunked_peft`` splits a
+    sample's forward and backward into token chunks that attend to the earlier chunks' keys and values).
+
+    Forward tasklet ``c``: every layer for tokens [s, e) of each sample, attending causally to its own keys and
+    values and to the earlier chunks' (held as detached leaves, so each chunk keeps its own small graph).
+    Backward tasklets run from the last chunk to the first: chunk ``c``'s backward takes its loss plus the
+    gradients later chunks left on its keys and values, and leaves the gradients for the earlier chunks' keys
+    and values on its leaves. The result is the same as one uninterrupted ``loss.backward()`` (tested to
+    allclose). Then the optimizer step. Cost: chunk c's attention is O(b x chunk x e x hidden); the GEMMs are
+    the whole step's, split evenly."""
+
+    def __init__(self, model: TinyLlama, tokens: Tensor, optimizer: torch.optim.Optimizer, chunk: int) -> None:
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1 token")
+        self.model = model
+        self.optimizer = optimizer
+        self.seq_len = t = tokens.shape[1] - 1
+        self.bounds = [(s, min(s + chunk, t)) for s in range(0, t, chunk)]
+        self._x0 = (model.embed[tokens[:, :-1]] + model.pos[:t]).detach()          # [b, t, hidden]
+        self._targets = tokens[:, 1:]
+        self._total = tokens.shape[0] * t                                          # the loss is a mean over all
+        layers = model.cfg.layers
+        self._keys: list[list[Tensor]] = [[] for _ in range(layers)]              # detached, per chunk
+        self._values: list[list[Tensor]] = [[] for _ in range(layers)]
+        self._graphs: list[tuple | None] = []
+        self._grads: list[list[list[Tensor | None]]] = []                          # [chunk][layer] = [dk, dv]
+        self.next_forward = 0
+        self.next_backward = len(self.bounds) - 1
+        self._loss_sum = 0.0
+        self.loss: float | None = None
+
+    @property
+    def chunks(self) -> int:
+        return len(self.bounds)
+
+    @property
+    def forward_done(self) -> bool:
+        return self.next_forward == self.chunks
+
+    @property
+    def done(self) -> bool:
+        return self.loss is not None
+
+    def forward_chunk(self) -> None:
+        c = self.next_forward
+        s, e = self.bounds[c]
+        cfg = self.model.cfg
+        b, n = self._x0.shape[0], e - s
+        mask = torch.arange(e).unsqueeze(0) <= (s + torch.arange(n)).unsqueeze(1)   # [n, e]: causal, offset s
+        own, leaves = [], []
+        with torch.enable_grad():
+            x = self._x0[:, s:e]
+            for i, layer in enumerate(self.model.layers):
+                xn = rms_norm(x, layer.norm1, cfg.eps)
+                q, k, v = (xn @ layer.qkv.T).split(cfg.hidden, dim=-1)
+                lora = layer._train_lora(xn.reshape(-1, cfg.hidden)).view(b, n, 2, cfg.hidden)
+                q, v = q + lora[:, :, 0], v + lora[:, :, 1]
+
+                def heads(z: Tensor) -> Tensor:
+                    return z.view(b, n, cfg.heads, cfg.head_dim).transpose(1, 2)
+
+                q, k, v = heads(q), heads(k), heads(v)
+                if c:
+                    pk = torch.cat(self._keys[i], dim=2).requires_grad_(True)
+                    pv = torch.cat(self._values[i], dim=2).requires_grad_(True)
+                    keys, vals = torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2)
+                    leaves.append((pk, pv))
+                else:
+                    keys, vals = k, v
+                self._keys[i].append(k.detach())
+                self._values[i].append(v.detach())
+                own.append((k, v))
+                attn = F.scaled_dot_product_attention(q, keys, vals, attn_mask=mask)
+                h = x + attn.transpose(1, 2).reshape(b, n, cfg.hidden) @ layer.o.T
+                hn = rms_norm(h, layer.norm2, cfg.eps)
+                x = h + layer._mlp_out(hn, hn @ layer.up.T) @ layer.down.T
+            logits = self.model.logits(x)
+            loss = F.cross_entropy(logits.reshape(-1, cfg.vocab), self._targets[:, s:e].reshape(-1),
+                                   reduction="sum") / self._total
+        self._loss_sum += float(loss.detach())
+        self._graphs.append((loss, own, leaves))
+        self._grads.append([[None, None] for _ in self.model.layers])
+        self.next_forward += 1
+
+    def backward_chunk(self) -> None:
+        assert self.forward_done, "backward runs after the whole forward, last chunk first"
+        c = self.next_backward
+        graph = self._graphs[c]
+        assert graph is not None
+        loss, own, leaves = graph
+        tensors, grads = [loss], [torch.ones_like(loss)]
+        for (k, v), (dk, dv) in zip(own, self._grads[c], strict=True):
+            for t, g in ((k, dk), (v, dv)):
+                if g is not None and t.requires_grad:   # what later chunks' attention sent back to these keys
+                    tensors.append(t)
+                    grads.append(g)
+        torch.autograd.backward(tensors, grads)
+        widths = [e - s for s, e in self.bounds[:c]]
+        for i, (pk, pv) in enumerate(leaves):         # hand the earlier chunks their share, chunk by chunk
+            if pk.grad is None or pv.grad is None:      # keys of a layer no trainable weight feeds (the first)
+                continue
+            for j, (gk, gv) in enumerate(zip(pk.grad.split(widths, dim=2), pv.grad.split(widths, dim=2),
+                                             strict=True)):
+                slot = self._grads[j][i]
+                slot[0] = gk if slot[0] is None else slot[0] + gk
+                slot[1] = gv if slot[1] is None else slot[1] + gv
+        self._graphs[c] = None                          # free the chunk's graph
+        self._grads[c] = []
+        self.next_backward -= 1
+        if self.next_backward < 0:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.loss = self._loss_sum
+
+    def tasklet(self) -> None:
+        """The next chunk tasklet: forward chunks in order, then backward chunks from the last."""
+        if not self.forward_done:
+            self.forward_chunk()
+        else:
+            self.backward_chunk()
+
+    def run_to_end(self) -> float:
+        while not self.done:
+            self.tasklet()
+        assert self.loss is not None
+        return self.loss
