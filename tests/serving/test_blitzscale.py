@@ -113,6 +113,24 @@ def test_load_sweep_under_control_gives_blitzscale_no_edge(burst_compare):
     assert all(r["reduction"] == 0.0 for r in rows if not r["default"])
 
 
+@pytest.mark.parametrize("body, says", [
+    ("", "0 data row"),                                                                  # header only
+    ("2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.53,396.5,109\n", "row 3 has '396.5'"),  # fractional
+    ("2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.53,abc,109\n", "row 3 has 'abc'"),      # not a number
+])
+def test_cli_replay_rejects_a_malformed_trace_naming_file_and_row(tmp_path, capsys, body, says):
+    from syslab.cli import main
+
+    p = tmp_path / "mine.csv"
+    p.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + body)
+    before = p.read_bytes()
+    with pytest.raises(SystemExit) as e:
+        main(["blitzscale", "replay", "--trace", str(p)])
+    msg = capsys.readouterr().err
+    assert e.value.code == 2 and "mine.csv" in msg and says in msg and "Traceback" not in msg
+    assert p.read_bytes() == before
+
+
 def test_static_replays_are_reused_and_looser_slos_need_no_more_instances(burst_compare):
     df, out, runs = burst_compare
     assert out["static"]["instances"] in runs
