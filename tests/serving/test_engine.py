@@ -187,3 +187,98 @@ def test_unsorted_azure_csv_is_sorted_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="sorted"):
         df = load_azure_llm(p)
     assert df.arrival_s.tolist() == [0.0, 4.0] and df.prompt_tokens.tolist() == [20, 10]
+
+
+# -- several models per cluster ---------------------------------------------------------------------------
+
+COST_BIG = E.IterationCost(model("qwen2.5-7b"), gpu("H100-SXM"))
+
+
+def _builder(cost, kv=20000):
+    return lambda i, s, r: E.Instance(cost, kv, id=i, start_s=s, ready_s=r)
+
+
+@settings(max_examples=25, deadline=None)
+@given(traces, st.lists(st.sampled_from("ab"), min_size=40, max_size=40), st.integers(1, 2), st.integers(1, 2))
+def test_a_two_model_cluster_serves_each_model_as_its_own_cluster_would(trace, labels, na, nb):
+    a, p, o = trace
+    df = _frame(a, p, o).assign(model=labels[:len(a)])
+    reqs = E.requests_from_frame(df)
+    both = E.simulate(reqs, {"a": _builder(COST), "b": _builder(COST_BIG)}, {"a": na, "b": nb})
+    alone = {}
+    for m, cost, n in (("a", COST, na), ("b", COST_BIG, nb)):
+        part = df[df.model == m]
+        if len(part):
+            alone[m] = E.simulate(E.requests_from_frame(part.drop(columns="model")), _builder(cost),
+                                  initial_instances=n).requests
+    got = both.requests.sort_values("arrival_s", kind="stable")
+    for m, ref in alone.items():
+        mine = got[got.model == m]
+        np.testing.assert_allclose(mine.ttft_s.to_numpy(), ref.ttft_s.to_numpy(), rtol=1e-12)
+        np.testing.assert_allclose(mine.e2e_s.to_numpy(), ref.e2e_s.to_numpy(), rtol=1e-12)
+    # every request ran on an instance of its own model
+    model_of = {}
+    for m, n in (("a", na), ("b", nb)):
+        model_of.update({i: m for i in range(len(model_of), len(model_of) + n)})
+    assert all(model_of[i] == m for i, m in zip(both.requests.instance, both.requests.model, strict=True))
+
+
+def test_an_autoscaler_narrowed_to_one_model_launches_that_model():
+    df = _frame(np.linspace(0, 10, 60), [800] * 60, [40] * 60).assign(model=["a", "b", "b"] * 20)
+    launched = []
+
+    def scaler(view: E.ClusterView) -> None:
+        b = view.of("b")
+        assert all(i.model == "b" for i in b.instances) and b.models == ("b",)
+        assert b.arrived_prompt_tokens <= view.arrived_prompt_tokens
+        if view.now == 2.0:
+            launched.append(b.launch(1.0))
+
+    res = E.simulate(E.requests_from_frame(df), {"a": _builder(COST), "b": _builder(COST_BIG)}, {"a": 1, "b": 1},
+                     autoscaler=scaler)
+    new = launched[0]
+    assert new.model == "b" and res.instances == 3
+    served = res.requests[res.requests.instance == new.id]
+    assert len(served) > 0 and (served.model == "b").all()
+    with pytest.raises(InputError, match="no model 'c'"):
+        E.ClusterView(0.0, [], 0, 0, lambda *a, **k: None, lambda i: None, models=("a", "b")).of("c")
+
+
+def test_several_model_inputs_are_checked():
+    df = _frame([0.0, 1.0], [100, 100], [10, 10]).assign(model=["a", "z"])
+    with pytest.raises(InputError, match="no instance serves"):
+        E.simulate(E.requests_from_frame(df), {"a": _builder(COST)}, {"a": 1})
+    with pytest.raises(InputError, match="builders"):
+        E.simulate(E.requests_from_frame(df), {"a": _builder(COST), "z": _builder(COST)}, {"a": 1})
+    with pytest.raises(InputError, match="starts with 0"):
+        E.simulate(E.requests_from_frame(df), {"a": _builder(COST), "z": _builder(COST)}, {"a": 1, "z": 0})
+
+
+# -- host-DRAM model caches ---------------------------------------------------------------------------------
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 100), st.lists(st.tuples(st.sampled_from("abcdef"), st.sampled_from([10.0, 25.0, 40.0, 120.0])),
+                                   max_size=60))
+def test_host_cache_is_lru_within_capacity(capacity, touches):
+    sizes = {}
+    cache, ref = E.HostCache(capacity), []          # ref: the cached models, least recently used first
+    for m, size in touches:
+        size = sizes.setdefault(m, size)            # a model's weights have one size
+        hit = cache.touch(m, size)
+        assert hit == (m in ref)
+        if m in ref:
+            ref.remove(m)
+            ref.append(m)
+        elif size <= capacity:
+            while sum(sizes[x] for x in ref) + size > capacity:
+                ref.pop(0)
+            ref.append(m)
+        assert cache.models == ref and cache.used_bytes <= capacity + 1e-9
+        assert cache.used_bytes == pytest.approx(sum(sizes[x] for x in ref))
+    assert cache.hits + cache.misses == len(touches)
+
+
+@pytest.mark.parametrize("bad", [math.nan, -1.0])
+def test_host_cache_rejects_an_impossible_capacity(bad):
+    with pytest.raises(InputError, match="capacity"):
+        E.HostCache(bad)

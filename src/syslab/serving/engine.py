@@ -19,7 +19,11 @@ What it models (vLLM-style continuous batching with chunked prefill, as in Sarat
   then warm; a draining instance takes no new requests and stops when empty. GPU-seconds count from start
   to stop on every GPU of the group.
 - **A cluster** replays arrivals in time order, routes each request to an instance (a pluggable ``router``)
-  and lets a pluggable ``autoscaler`` add or drain instances at a fixed tick.
+  and lets a pluggable ``autoscaler`` add or drain instances at a fixed tick. A cluster may serve **several
+  models**: each request names its model, each instance serves one, a request is routed only among its
+  model's instances, and the autoscaler's view can be narrowed to one model (``ClusterView.of``).
+- **Host-DRAM model caches** (``HostCache``): a host's memory holds whole models' weights up to a byte
+  capacity, least recently used out first; a system asks it where a new instance loads from.
 
 Metrics per request: TTFT (arrival to the end of the iteration that emits the first token), TPOT (mean gap
 between later tokens), end-to-end latency, preemptions; per run: SLO attainment and GPU-seconds.
@@ -38,8 +42,8 @@ import functools
 import heapq
 import math
 import warnings
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,6 +125,45 @@ def load_time_s(shape: Transformer, link: Link, dtype: str = "bf16", tp: int = 1
     return link.transfer_s(shape.weight_bytes(dtype) / tp)
 
 
+class HostCache:
+    """One host's DRAM as a cache of whole models' weights: up to ``capacity_bytes``, least recently used out
+    first (ServerlessLLM keeps checkpoints in host memory this way; the policy is our reading, see
+    ``serving.blitzscale``). ``touch(model, nbytes)`` records a load of the model on this host and says whether
+    its weights were already in DRAM (a hit); a model larger than the whole capacity is never kept. O(1) per
+    touch, amortised (each model is evicted at most once per insertion)."""
+
+    def __init__(self, capacity_bytes: float) -> None:
+        if not capacity_bytes >= 0:                       # also rejects NaN
+            raise InputError(f"host cache capacity {capacity_bytes!r} bytes.", field="capacity_bytes",
+                             fix="give the host memory for model weights in bytes, 0 or more (math.inf: no limit).")
+        self.capacity_bytes = float(capacity_bytes)
+        self._models: OrderedDict[str, float] = OrderedDict()
+        self.used_bytes = 0.0
+        self.hits = self.misses = 0
+
+    def __contains__(self, model: str) -> bool:
+        return model in self._models
+
+    @property
+    def models(self) -> list[str]:
+        """Cached models, least recently used first."""
+        return list(self._models)
+
+    def touch(self, model: str, nbytes: float) -> bool:
+        if model in self._models:
+            self._models.move_to_end(model)
+            self.hits += 1
+            return True
+        self.misses += 1
+        if nbytes <= self.capacity_bytes:
+            while self.used_bytes + nbytes > self.capacity_bytes:
+                _, freed = self._models.popitem(last=False)
+                self.used_bytes -= freed
+            self._models[model] = nbytes
+            self.used_bytes += nbytes
+        return False
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Requests
 # ---------------------------------------------------------------------------------------------------------
@@ -144,6 +187,7 @@ class Request:
     finish_s: float = math.nan
     instance: int = -1
     preemptions: int = 0
+    model: str = ""                 # which model serves it ("" in a one-model cluster)
 
     @property
     def needed(self) -> int:
@@ -160,8 +204,8 @@ class Request:
 
 def requests_from_frame(df: pd.DataFrame, source: str = "<trace>") -> list[Request]:
     """Requests from a frame with ``arrival_s``, ``prompt_tokens``, ``output_tokens`` (``core.workloads``) and,
-    optionally, ``cached_tokens`` (prefix-cache hits). Unsorted arrivals are sorted (with a warning); negative
-    lengths are input errors."""
+    optionally, ``cached_tokens`` (prefix-cache hits) and ``model`` (which model serves it). Unsorted arrivals
+    are sorted (with a warning); negative lengths are input errors."""
     for col in ("arrival_s", "prompt_tokens", "output_tokens"):
         if col not in df.columns:
             raise InputError(f"missing column {col}.", file=source, field=col,
@@ -181,7 +225,8 @@ def requests_from_frame(df: pd.DataFrame, source: str = "<trace>") -> list[Reque
     if (c < 0).any():
         raise InputError("a request has negative cached_tokens.", file=source, field="cached_tokens",
                          fix="cached prefix tokens are 0 or more.")
-    return [Request(i, float(a[i]), int(p[i]), int(o[i]), int(c[i])) for i in range(len(order))]
+    m = df["model"].astype(str).to_numpy()[order] if "model" in df.columns else np.full(len(order), "")
+    return [Request(i, float(a[i]), int(p[i]), int(o[i]), int(c[i]), model=str(m[i])) for i in range(len(order))]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -216,6 +261,7 @@ class Instance:
     start_s: float = 0.0           # GPUs held from this time (cold start included)
     id: int = 0
     fast_forward: bool = True
+    model: str = ""                # the model it serves (set by ``simulate`` in a several-model cluster)
     clock: float = field(init=False)
     stop_s: float = field(init=False, default=math.nan)
     draining: bool = field(init=False, default=False)
@@ -408,15 +454,28 @@ def round_robin() -> Router:
 
 @dataclass
 class ClusterView:
-    """What an autoscaler sees at a tick, and how it acts: ``launch(ready_in_s)`` / ``drain(instance)``."""
+    """What an autoscaler sees at a tick, and how it acts: ``launch(ready_in_s)`` / ``drain(instance)``.
+    In a several-model cluster ``of(model)`` is the same view narrowed to one model's instances, requests and
+    demand, whose ``launch`` starts an instance of that model."""
 
     now: float
     instances: list[Instance]
     waiting: int
     running: int
-    launch: Callable[[float], Instance]
+    launch: Callable[..., Instance]                # launch(ready_in_s[, model=...])
     drain: Callable[[Instance], None]
     arrived_prompt_tokens: int = 0     # prompt tokens of every request that has arrived so far (a demand signal)
+    models: tuple[str, ...] = ("",)
+    _arrived_by_model: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def of(self, model: str) -> ClusterView:
+        if model not in self.models:
+            raise InputError(f"the cluster serves no model {model!r}.", field="model",
+                             fix=f"use one of {', '.join(map(repr, self.models))}.")
+        mine = [i for i in self.instances if i.model == model]
+        launch = functools.partial(self.launch, model=model) if len(self.models) > 1 else self.launch
+        return ClusterView(self.now, mine, sum(len(i.waiting) for i in mine), sum(len(i.running) for i in mine),
+                           launch, self.drain, self._arrived_by_model.get(model, 0), (model,))
 
 
 Autoscaler = Callable[[ClusterView], None]
@@ -442,40 +501,64 @@ class ServingResult:
         return float(self.requests.output_tokens.sum() / self.makespan_s) if self.makespan_s > 0 else math.nan
 
 
-def simulate(requests: Iterable[Request], make_instance: Callable[[int, float, float], Instance],
-             initial_instances: int = 1, router: Router = least_loaded, autoscaler: Autoscaler | None = None,
-             tick_s: float = 1.0, progress: Callable[[float], None] | None = None) -> ServingResult:
+MakeInstance = Callable[[int, float, float], Instance]
+
+
+def simulate(requests: Iterable[Request], make_instance: MakeInstance | Mapping[str, MakeInstance],
+             initial_instances: int | Mapping[str, int] = 1, router: Router = least_loaded,
+             autoscaler: Autoscaler | None = None, tick_s: float = 1.0,
+             progress: Callable[[float], None] | None = None) -> ServingResult:
     """Replay ``requests`` (sorted by arrival) on a cluster.
 
     ``make_instance(id, start_s, ready_s)`` builds an instance that holds its GPUs from ``start_s`` and
     serves from ``ready_s``. Each arrival advances every instance to the arrival time, then is routed;
-    every ``tick_s`` the autoscaler (if any) may launch or drain instances.
+    every ``tick_s`` the autoscaler (if any) may launch or drain instances. Several models: ``make_instance``
+    and ``initial_instances`` map each model to its builder and starting count (every model needs at least one
+    instance at the start), and each request's ``model`` names one of them.
     """
     reqs = list(requests)
     if any(b.arrival_s < a.arrival_s for a, b in zip(reqs, reqs[1:], strict=False)):
         raise InputError("requests are not sorted by arrival.", field="arrival_s",
                          fix="sort them (requests_from_frame does).")
-    instances: list[Instance] = [make_instance(i, 0.0, 0.0) for i in range(initial_instances)]
-    if not instances:
-        raise InputError("need at least one instance.", field="initial_instances", fix="start with 1 or more.")
+    builders = dict(make_instance) if isinstance(make_instance, Mapping) else {"": make_instance}
+    counts = dict(initial_instances) if isinstance(initial_instances, Mapping) else {"": initial_instances}
+    if set(counts) != set(builders):
+        raise InputError(f"starting counts for {sorted(counts)} but builders for {sorted(builders)}.",
+                         field="initial_instances", fix="give every model both a builder and a starting count.")
+    unknown = {r.model for r in reqs} - set(builders)
+    if unknown:
+        raise InputError(f"requests for model(s) {sorted(unknown)[:3]} that no instance serves.", field="model",
+                         fix=f"use one of {sorted(builders)}, or add a builder for each model.")
+    instances: list[Instance] = []
 
-    def launch(now: float, ready_in_s: float) -> Instance:
-        inst = make_instance(len(instances), now, now + ready_in_s)
+    def launch(now: float, ready_in_s: float, model: str = "") -> Instance:
+        inst = builders[model](len(instances), now, now + ready_in_s)
+        inst.model = model
         instances.append(inst)
         return inst
+
+    for m, n in counts.items():
+        if n < 1:
+            raise InputError(f"model {m!r} starts with {n} instances.", field="initial_instances",
+                             fix="start every model with 1 or more.")
+        for _ in range(n):
+            launch(0.0, 0.0, m)
 
     def drain(inst: Instance) -> None:
         inst.draining = True
 
-    def serving() -> list[Instance]:
-        live = [i for i in instances if not i.draining and math.isnan(i.stop_s)]
-        return live or [min(instances, key=lambda i: i.load)]
+    def serving(model: str) -> list[Instance]:
+        mine = [i for i in instances if i.model == model]
+        live = [i for i in mine if not i.draining and math.isnan(i.stop_s)]
+        return live or [min(mine, key=lambda i: i.load)]
 
     events: list[tuple[float, int, int]] = [(r.arrival_s, 1, i) for i, r in enumerate(reqs)]
     if autoscaler is not None and reqs:
         events += [(k * tick_s, 0, -1) for k in range(int(reqs[-1].arrival_s / tick_s) + 2)]
     heapq.heapify(events)
     arrived = 0
+    by_model = dict.fromkeys(builders, 0)
+    models = tuple(builders)
     while events:
         t, kind, idx = heapq.heappop(events)
         for inst in instances:
@@ -483,14 +566,17 @@ def simulate(requests: Iterable[Request], make_instance: Callable[[int, float, f
             if inst.draining and inst.idle and math.isnan(inst.stop_s):
                 inst.stop_s = max(inst.clock, t)
         if kind == 1:
-            router(reqs[idx], serving()).submit(reqs[idx])
-            arrived += reqs[idx].prompt
+            r = reqs[idx]
+            router(r, serving(r.model)).submit(r)
+            arrived += r.prompt
+            by_model[r.model] += r.prompt
         else:
             autoscaler(ClusterView(now=t, instances=[i for i in instances if math.isnan(i.stop_s)],
                                    waiting=sum(len(i.waiting) for i in instances),
                                    running=sum(len(i.running) for i in instances),
-                                   launch=lambda ready_in, t=t: launch(t, ready_in), drain=drain,
-                                   arrived_prompt_tokens=arrived))
+                                   launch=lambda ready_in, model=models[0], t=t: launch(t, ready_in, model),
+                                   drain=drain, arrived_prompt_tokens=arrived, models=models,
+                                   _arrived_by_model=dict(by_model)))
         if progress is not None:
             progress(t)
     for inst in instances:
@@ -514,7 +600,7 @@ def _result(reqs: list[Request], instances: list[Instance], end: float) -> Servi
         "output_tokens": out, "ttft_s": first - arrival,
         "tpot_s": np.where(out > 1, (finish - first) / np.maximum(out - 1, 1), np.nan), "e2e_s": finish - arrival,
         "instance": [r.instance for r in reqs], "preemptions": [r.preemptions for r in reqs],
-        "cached_tokens": [r.cached for r in reqs],
+        "cached_tokens": [r.cached for r in reqs], "model": [r.model for r in reqs],
     })
     gpu_s = sum((i.stop_s - i.start_s) * i.cost.tp for i in instances)
     start = float(arrival.min()) if len(arrival) else 0.0

@@ -61,7 +61,15 @@ from syslab.core.run import Run, pyplot
 from syslab.core.stats import cdf
 from syslab.core.timeline import Op, schedule
 from syslab.core.workloads import load_azure_llm, time_scale
-from syslab.serving.engine import ClusterView, Instance, IterationCost, ServingResult, requests_from_frame, simulate
+from syslab.serving.engine import (
+    ClusterView,
+    HostCache,
+    Instance,
+    IterationCost,
+    ServingResult,
+    requests_from_frame,
+    simulate,
+)
 
 GPU_NAME = "H100-SXM"
 
@@ -152,12 +160,19 @@ def scale_target(current: int, bands: list[Band], min_num: int = 2, max_num: int
 
 @dataclass
 class Cluster:
-    """GPUs in hosts; which GPU runs which instance; which hosts keep the model in host memory."""
+    """GPUs in hosts; which GPU runs which instance; each host's DRAM model cache (``engine.HostCache``, up to
+    ``host_capacity_bytes`` of weights, LRU; unbounded by default, as one model never fills a host)."""
 
     nodes: int = 4
     gpus_per_node: int = 4
     placement: dict[int, tuple[int, int]] = field(default_factory=dict)     # instance id -> (node, gpu)
-    host_cached: set[int] = field(default_factory=set)
+    host_capacity_bytes: float = math.inf
+    caches: dict[int, HostCache] = field(default_factory=dict)
+
+    def cache(self, node: int) -> HostCache:
+        if node not in self.caches:
+            self.caches[node] = HostCache(self.host_capacity_bytes)
+        return self.caches[node]
 
     def free_gpus(self) -> list[tuple[int, int]]:
         used = set(self.placement.values())
@@ -194,7 +209,7 @@ class Scaler:
     def place_initial(self, n: int) -> None:
         for i in range(n):
             self.cluster.placement[i] = (0, i)
-        self.cluster.host_cached.add(0)
+        self.cluster.cache(0).touch(self.cost.shape.name, self.size)
 
     def __call__(self, view: ClusterView) -> None:
         live = [i for i in view.instances if not i.draining]
@@ -234,12 +249,13 @@ class Scaler:
         # Fast link first: GPUs on hosts that already run a warm instance (NVLink), then the others.
         free.sort(key=lambda ng: (ng[0] not in warm_nodes, ng))
         chosen = free[:n]
+        name = self.cost.shape.name
         by_source: dict[str, list[tuple[int, int]]] = {}
         for node, g in chosen:
             if self.mode == "blitzscale":
                 src = "nvlink" if node in warm_nodes else ("rdma" if warm_nodes else "ssd")
-            else:
-                src = "host" if self.host_cache and node in self.cluster.host_cached else "ssd"
+            else:   # fast only if the host's DRAM held the weights before this scale-up (loads run at once)
+                src = "host" if self.host_cache and name in self.cluster.cache(node) else "ssd"
             by_source.setdefault(f"{src}:{node}" if src in ("nvlink", "host", "ssd") else src, []).append((node, g))
         for key, gpus in by_source.items():
             src = key.split(":")[0]
@@ -253,7 +269,7 @@ class Scaler:
             for node, g in gpus:
                 inst = view.launch(ready_in)
                 self.cluster.placement[inst.id] = (node, g)
-                self.cluster.host_cached.add(node)
+                self.cluster.cache(node).touch(name, self.size)      # the weights pass through its DRAM
                 self.loads.append({"t": view.now, "source": src, "load_s": load_s})
 
 
