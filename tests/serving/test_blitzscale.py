@@ -1,5 +1,7 @@
 """BlitzScale pieces (work in progress): multicast schedules and the scaling rule."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from syslab.core.errors import InputError
@@ -172,3 +174,21 @@ def test_reproduction_sensitivity_tables_are_consistent_with_the_claims(quick_re
     assert f"saves {sllm_saving:.3f}" in f["gpu-vs-static"]["note"]     # the control's value, computed
     assert "sensitivity to the load time" in f["p99-vs-serverlessllm"]["note"]
     assert "sensitivity to the SLO" in f["gpu-vs-static"]["note"]
+
+
+def test_three_models_scale_from_their_own_instances_and_the_control_loads_like_serverlessllm():
+    rng = np.random.default_rng(1)
+    n = 900
+    arrivals = np.sort(np.concatenate([rng.uniform(0, 60, n // 3), rng.uniform(20, 26, 2 * n // 3)]))
+    df = pd.DataFrame({"arrival_s": arrivals, "prompt_tokens": rng.integers(500, 4000, n),
+                       "output_tokens": rng.integers(20, 300, n)})
+    mixed = B.assign_models(df, seed=0)
+    assert set(mixed.model) == {m for m, _ in B.MULTI_MODELS}
+    res, loads = B.run_multi(mixed, "blitzscale", host_models=1)
+    assert loads and {x["source"] for x in loads} <= {"nvlink", "rdma", "ssd"}
+    served = res.requests
+    assert (served.groupby("instance").model.nunique() == 1).all()       # an instance serves one model
+    rows = B.multi_model_sensitivity(df, control=True)
+    assert all(r["reduction"] == pytest.approx(0.0) for r in rows)
+    with pytest.raises(InputError, match="policy"):
+        B.run_multi(mixed, "static", host_models=1)
