@@ -1,4 +1,4 @@
-"""Obscura's planner and schedules (Huang et al., ATC'25), evaluated on the shared pipeline simulator.
+"""Obscura's planner and schedules (Huang et al., ATC'25), each scored by a simulated iteration (``swapsim``).
 
 Setting (the paper's §6): a Llama-2-style model split over p pipeline stages of one A100-80GB each (1F1B,
 micro-batch 1, sequence 4,096), m micro-batches per iteration. Everything below is per stage s:
@@ -14,25 +14,35 @@ Step 4: minimise recompute time subject to memory, solved exactly as a small int
 cheap groups (RMSNorm, SiLU, multiply outputs) come out first by themselves, as they free the most bytes per
 second (the CMB-first rule). Full recomputation keeps only each layer's input (r_s = f_s).
 
-Schedules, all simulated as per-stage orders with per-micro-batch backward times and activations:
+Schedules, all simulated as per-stage orders on ``swapsim`` (compute, pipeline messages and swap transfers on
+first-come first-served link channels; memory measured on the timeline):
 
 * DAPPLE: 1F1B without recomputation (out of memory on the early stages; its time is the ideal);
 * DAPPLE+: full recomputation on every stage;
 * Recomp-k (on demand): full recomputation on the stages that would overflow, none elsewhere;
-* Strawman: the knapsack's partial recomputation on the overflowing stages, 1F1B order;
+* Strawman: the knapsack's partial recomputation on the overflowing stages, 1F1B order; Strawman (+swap) also
+  gets the swap option (the same beta grid, the same simulated PCIe), so the baseline has every knob that is
+  not the paper's schedule transformation or partition adjustment;
 * Obscura: on each *adjusted* (overflowing) stage, forward migration extends the warm-up by e_s forwards into
   the forward bubble (1F1B's stage s idles about 2 (p - s - 1) forward times waiting for its first
   backward), so that bubble reappears among the backwards, where recomputation needs it; the recompute plan
   is re-solved for the deeper in-flight count (Steps 2-3). Swapping-aware recomputation offloads a fraction
-  beta of each adjusted micro-batch's activations to host memory over PCIe while it waits for its backward,
-  provided the transfers fit in one steady-state period (beta a <= (3 f + r) B, so they hide behind compute;
-  two micro-batches' worth stays reserved for the one being evicted and the one being loaded), and re-solves
-  the knapsack for the memory it frees (Step 4). Partition adjustment then moves half-layers (attention or
-  MLP halves) from the slowest adjusted stage to the fastest non-adjusted one while that shortens the
-  iteration (Step 5). The plan search enumerates e and beta on a grid and keeps the best simulated iteration.
+  beta of each adjusted micro-batch's activations to host memory over PCIe while it waits for its backward and
+  re-solves the knapsack for the memory it frees (Step 4). The paper's feasibility inequality
+  (beta a <= (3 f + r) B) is *not* used: every candidate is simulated with its swaps on the PCIe channels, so a
+  plan whose transfers do not hide behind compute is slower (its backwards wait for loads) or does not fit
+  (its evicts fall behind and the activations pile up, measured on the timeline), and the planner's score is
+  the simulated iteration time. The knapsack needs a guess of how many micro-batches are fully resident
+  while being evicted or loaded (start: 2); a stage whose measured peak exceeds its memory gets one more and
+  is re-solved. Partition adjustment then moves half-layers (attention or MLP halves) from the slowest
+  adjusted stage to the fastest non-adjusted one while that shortens the iteration (Step 5). The plan search
+  enumerates e and beta on a grid and keeps the best simulated iteration.
+
+Each mechanism is a knob of the search (``Knobs``: operator dropping, migration, swapping, partition
+adjustment), so the reproduction can measure each alone and all but one on the same workload.
 
 The paper's closed-form time model (its Eqs. 2-5) is not used to pick plans; the simulator is, so what is
-compared is what runs. Cost: one plan search is O(grid x p m) simulated items.
+compared is what runs. Cost: one plan search is O(grid x rounds x p m log(p m)).
 """
 
 from __future__ import annotations
@@ -45,17 +55,14 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from syslab.core.errors import InputError
 from syslab.core.models import Transformer
-from syslab.core.timeline import Schedule
 from syslab.training import pipeline as P
-from syslab.training.obscura.operators import Group, half_forward_s, layer_groups
+from syslab.training.obscura import swapsim as S
+from syslab.training.obscura.operators import BYTES, Group, half_forward_s, layer_groups
 
 GB = 1e9
 STATE_BYTES_PER_PARAM = 16          # mixed-precision Adam: 2 (bf16 w) + 2 (bf16 grad) + 4 (fp32 w) + 4 + 4 (m, v)
 RESERVED_GB = 4.0                   # CUDA context, NCCL and cuBLAS workspaces, fragmentation (our assumption)
-# PCIe 4.0 x16 moves ~25 GB/s per direction in practice (32 GB/s raw); in a DGX A100 two GPUs share each PCIe
-# switch's x16 uplink to the CPU (NVIDIA DGX A100 User Guide, system topology), so a GPU swapping beside its
-# neighbour gets half of it.
-PCIE_GB_S = 12.5
+# PCIe copy and pipeline-message times come from core.gpu (copy_s, collective_s); the switch sharing is in swapsim.
 
 
 def llama2_like(layers: int, name: str) -> Transformer:
@@ -71,10 +78,16 @@ MODELS = {"llama2-18b": llama2_like(40, "llama2-18b"), "llama2-23b": llama2_like
 
 @dataclass
 class Cluster:
+    """p stages of one GPU each (a ``core.hardware`` name), its memory, the sequence and micro-batch, and how
+    many GPUs share one PCIe switch uplink (None: the GPU's usual server, ``swapsim.topology_for``)."""
+
     stages: int = 8
     gpu_gb: float = 80.0
     seq: int = 4096
     micro_batch: int = 1
+    gpu: str = "A100-SXM-80GB"
+    gpus_per_switch: int | None = None
+    free_swaps: bool = False            # swaps take no time (what the paper's inequality assumes): a reference
 
 
 @dataclass
@@ -106,11 +119,13 @@ class StageCost:
     groups: list[tuple[Group, int]]
     activation: float
     states: float
+    message_bytes: float = 0.0          # one micro-batch's activation (or gradient) sent to the next stage
 
 
 def stage_costs(t: Transformer, parts: list[StageLoad], c: Cluster) -> list[StageCost]:
-    groups = layer_groups(t, c.seq, c.micro_batch)
-    halves = half_forward_s(t, c.seq, c.micro_batch)
+    groups = layer_groups(t, c.seq, c.micro_batch, c.gpu)
+    halves = half_forward_s(t, c.seq, c.micro_batch, c.gpu)
+    message = c.seq * c.micro_batch * t.hidden * BYTES
     per_half_params = {"attn": t.attn_params_per_layer + t.hidden,
                        "mlp": t.mlp_params_per_expert * t.experts + t.hidden}
     out = []
@@ -119,7 +134,8 @@ def stage_costs(t: Transformer, parts: list[StageLoad], c: Cluster) -> list[Stag
         gs = [(g, count[g.half]) for g in groups]
         out.append(StageCost(forward_s=halves["attn"] * load.attn + halves["mlp"] * load.mlp, groups=gs,
                              activation=sum(g.bytes * k for g, k in gs),
-                             states=STATE_BYTES_PER_PARAM * sum(per_half_params[h] * count[h] for h in count)))
+                             states=STATE_BYTES_PER_PARAM * sum(per_half_params[h] * count[h] for h in count),
+                             message_bytes=message))
     return out
 
 
@@ -194,6 +210,7 @@ class StagePlan:
     recompute: Recompute
     extra_warmup: int = 0
     swap: float = 0.0                       # beta: share of an adjusted micro-batch's activations kept on host
+    buffers: int = 0                        # micro-batches the knapsack budgeted as fully resident while swapping
 
 
 @dataclass
@@ -201,12 +218,44 @@ class Plan:
     name: str
     parts: list[StageLoad]
     stages: list[StagePlan] | None          # None: out of memory
-    schedule: Schedule | None = None
+    sim: S.SimResult | None = None
     oom_stages: list[int] = field(default_factory=list)
+    e: int = 0                              # the common migration depth the search chose
+    beta: float = 0.0                       # the swap ratio it chose
+    _schedule: object = field(default=None, repr=False)
 
     @property
     def time_s(self) -> float:
-        return self.schedule.makespan if self.schedule is not None else float("inf")
+        return self.sim.makespan if self.sim is not None else float("inf")
+
+    @property
+    def schedule(self):
+        """The simulated iteration as a ``core.timeline.Schedule`` (built on first use)."""
+        if self.sim is None:
+            return None
+        if self._schedule is None:
+            self._schedule = self.sim.schedule()
+        return self._schedule
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The paper's mechanisms as switches of the plan search: operator dropping (the knapsack; off: a stage
+    recomputes all or nothing), forward migration (dependency relaxation), swapping, partition adjustment."""
+
+    drop: bool = True
+    migrate: bool = True
+    swap: bool = True
+    adjust: bool = True
+
+    def label(self) -> str:
+        on = [n for n, k in (("drop", self.drop), ("migrate", self.migrate), ("swap", self.swap),
+                             ("partition", self.adjust)) if k]
+        return " + ".join(on) or "none (Recomp-k)"
+
+
+ALL = Knobs()
+STRAWMAN_SWAP = Knobs(drop=True, migrate=False, swap=True, adjust=False)
 
 
 def activation_budget(sc: StageCost, c: Cluster) -> float:
@@ -218,13 +267,8 @@ def in_flight(stage: int, p: int, m: int, extra: int) -> int:
 
 
 def fits(sc: StageCost, c: Cluster, stage: int, m: int, sp: StagePlan) -> bool:
-    return held_peak(sc, c, stage, m, sp) <= activation_budget(sc, c) + 1e-6
-
-
-def held_peak(sc: StageCost, c: Cluster, stage: int, m: int, sp: StagePlan) -> float:
-    a = sp.recompute.activation
-    buffers = 2 * sp.swap * a if sp.swap > 0 else 0.0
-    return in_flight(stage, c.stages, m, sp.extra_warmup) * (1 - sp.swap) * a + buffers
+    """Without swapping, exact: 1F1B-like orders hold ``in_flight`` micro-batches at their peak."""
+    return in_flight(stage, c.stages, m, sp.extra_warmup) * sp.recompute.activation <= activation_budget(sc, c) + 1e-6
 
 
 def orders(p: int, m: int, extra: list[int]) -> dict[int, list[P.Item]]:
@@ -239,19 +283,28 @@ def orders(p: int, m: int, extra: list[int]) -> dict[int, list[P.Item]]:
     return out
 
 
-def simulate(costs: list[StageCost], plan: list[StagePlan], m: int, c: Cluster) -> Schedule:
-    p = len(costs)
-    f = np.array([[sc.forward_s] * m for sc in costs])
-    b = np.array([[2 * sc.forward_s + sp.recompute.recompute_s] * m for sc, sp in zip(costs, plan, strict=True)])
-    act = np.array([[(1 - sp.swap) * sp.recompute.activation] * m for sp in plan])
-    st = P.Stages(f, b, activation=act)
-    return P.simulate(st, orders(p, m, [sp.extra_warmup for sp in plan]))
+def topology(costs: list[StageCost], c: Cluster) -> S.Topology:
+    return S.topology_for(c.gpu, costs[0].message_bytes if costs else 0.0, c.gpus_per_switch)
 
 
-def swap_hidden(sc: StageCost, sp: StagePlan) -> bool:
-    """Step 4's constraint: evicting and loading beta x a over PCIe fits in one steady-state period."""
+def simulate(costs: list[StageCost], plan: list[StagePlan], m: int, c: Cluster, keep_ops: bool = True,
+             free_swaps: bool = False) -> S.SimResult:
+    """One iteration on ``swapsim``: compute, pipeline messages and swaps on the GPU's links."""
+    topo = topology(costs, c)
+    if free_swaps or c.free_swaps:
+        topo = S.free_swaps(topo)
+    return S.simulate([sc.forward_s for sc in costs],
+                      [2 * sc.forward_s + sp.recompute.recompute_s for sc, sp in zip(costs, plan, strict=True)],
+                      [sp.recompute.activation for sp in plan], [sp.swap for sp in plan],
+                      orders(len(costs), m, [sp.extra_warmup for sp in plan]), topo, keep_ops=keep_ops)
+
+
+def swap_inequality(sc: StageCost, sp: StagePlan, c: Cluster) -> bool:
+    """The paper's Step-4 constraint, for reporting only: evicting beta x a over PCIe (``core.gpu.copy_s``) fits
+    in one steady-state period 3 f + r. The planner does not use it; the simulation decides."""
+    from syslab.core import gpu as G
     period = 3 * sc.forward_s + sp.recompute.recompute_s
-    return sp.swap * sp.recompute.activation / (PCIE_GB_S * GB) <= period + 1e-12
+    return G.copy_s(sp.swap * sp.recompute.activation, c.gpu, "d2h") <= period + 1e-12
 
 
 def overflowing(costs: list[StageCost], c: Cluster, m: int) -> list[int]:
@@ -261,8 +314,8 @@ def overflowing(costs: list[StageCost], c: Cluster, m: int) -> list[int]:
 
 
 def plan_uniform(name: str, costs: list[StageCost], parts: list[StageLoad], c: Cluster, m: int, how: str) -> Plan:
-    """DAPPLE (``none``), DAPPLE+ (``full`` everywhere), Recomp-k (``full`` on overflowing stages) and the
-    Strawman (``knapsack`` on overflowing stages), all in 1F1B order."""
+    """DAPPLE (``none``), DAPPLE+ (``full`` everywhere), Recomp-k (``on-demand``: full on overflowing stages) and
+    the Strawman (``knapsack`` on overflowing stages), all in 1F1B order without swapping."""
     over = overflowing(costs, c, m)
     stages = []
     for s, sc in enumerate(costs):
@@ -278,60 +331,98 @@ def plan_uniform(name: str, costs: list[StageCost], parts: list[StageLoad], c: C
     oom = [s for s, (sc, sp) in enumerate(zip(costs, stages, strict=True)) if not fits(sc, c, s, m, sp)]
     if oom:
         return Plan(name, parts, None, oom_stages=oom)
-    return Plan(name, parts, stages, simulate(costs, stages, m, c))
+    return Plan(name, parts, stages, simulate(costs, stages, m, c, keep_ops=False))
 
 
 SWAP_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+MAX_BUFFERS = 5                     # the knapsack's resident-while-swapping guess goes 2, 3, ... up to this
 
 
-def stage_plan(sc: StageCost, c: Cluster, stage: int, m: int, extra: int, swap: float) -> StagePlan | None:
-    """The cheapest recomputation that fits ``stage`` with ``extra`` migrated forwards and ``swap``."""
+def stage_plan(sc: StageCost, c: Cluster, stage: int, m: int, extra: int, swap: float, drop: bool = True,
+               buffers: int = 2) -> StagePlan | None:
+    """The cheapest recomputation that fits ``stage`` with ``extra`` migrated forwards and ``swap``, budgeting
+    ``buffers`` micro-batches as fully resident while they are evicted or loaded. Without ``drop`` the stage
+    recomputes nothing or everything. Returns None if nothing fits."""
     mu = in_flight(stage, c.stages, m, extra)
-    denom = mu * (1 - swap) + (2 * swap if swap > 0 else 0.0)
-    rc = recompute_plan(sc, activation_budget(sc, c) / denom)
+    k = min(buffers, mu) if swap > 0 else 0
+    denom = (mu - k) * (1 - swap) + k
+    budget = activation_budget(sc, c) / denom
+    if drop:
+        rc = recompute_plan(sc, budget)
+    else:
+        rc = next((r for r in (no_recompute(sc), full_recompute(sc)) if r.activation <= budget + 1e-6), None)
     if rc is None:
         return None
-    sp = StagePlan(rc, extra, swap)
-    if swap > 0 and not swap_hidden(sc, sp):
-        return None
-    return sp if fits(sc, c, stage, m, sp) else None
+    return StagePlan(rc, extra, swap, k)
+
+
+def _fit_by_simulation(costs: list[StageCost], c: Cluster, m: int, over: list[int], extra: int, beta: float,
+                       drop: bool) -> tuple[list[StagePlan], S.SimResult] | None:
+    """Plan the adjusted stages, simulate, and re-plan any stage whose measured peak exceeds its memory with
+    one more resident micro-batch budgeted, until every stage fits (or a stage cannot)."""
+    p = len(costs)
+    stages = [StagePlan(no_recompute(sc)) for sc in costs]
+    buffers = dict.fromkeys(over, 2)
+    while True:
+        for s in over:
+            sp = stage_plan(costs[s], c, s, m, min(extra, 2 * (p - s - 1)), beta, drop, buffers[s])
+            if sp is None:
+                return None
+            stages[s] = sp
+        sim = simulate(costs, stages, m, c, keep_ops=False)
+        bad = [s for s in over if sim.peaks[s] > activation_budget(costs[s], c) + 1e-3]
+        if not bad:
+            return stages, sim
+        for s in bad:
+            if beta == 0 or buffers[s] >= min(MAX_BUFFERS, in_flight(s, p, m, min(extra, 2 * (p - s - 1)))):
+                return None
+            buffers[s] += 1
+
+
+def search_grid(p: int, knobs: Knobs) -> list[tuple[int, float]]:
+    """Every (migration depth e, swap ratio beta) the search tries under ``knobs``."""
+    return [(e, beta) for e in (range(0, 2 * (p - 1) + 1) if knobs.migrate else (0,))
+            for beta in (SWAP_GRID if knobs.swap else (0.0,))]
+
+
+def plan_search(costs: list[StageCost], parts: list[StageLoad], c: Cluster, m: int, knobs: Knobs = ALL,
+                name: str = "Obscura", grid: list[tuple[int, float]] | None = None) -> Plan:
+    """Steps 2-4 under ``knobs``: search a common migration depth e (stage s migrates min(e, 2 (p - s - 1))
+    forwards, its forward bubble) and one swap ratio for the adjusted stages (``grid``: those pairs only);
+    keep the best simulated iteration that fits in memory as measured on its timeline."""
+    p = len(costs)
+    over = overflowing(costs, c, m)
+    best: Plan | None = None
+    for e, beta in (grid if grid is not None else search_grid(p, knobs)):
+        got = _fit_by_simulation(costs, c, m, over, e, beta, knobs.drop)
+        if got is None:
+            continue
+        stages, sim = got
+        if best is None or sim.makespan < best.time_s - 1e-12:
+            best = Plan(name, parts, stages, sim, e=e, beta=beta)
+    return best if best is not None else Plan(name, parts, None, oom_stages=over)
 
 
 def plan_obscura(costs: list[StageCost], parts: list[StageLoad], c: Cluster, m: int, swap: bool = True,
                  name: str = "Obscura") -> Plan:
-    """Steps 2-4: search a common migration depth e (stage s migrates min(e, 2 (p - s - 1)) forwards, its
-    forward bubble) and one swap ratio for the adjusted stages; keep the best simulated iteration."""
-    p = len(costs)
-    over = overflowing(costs, c, m)
-    base = [StagePlan(no_recompute(sc)) for sc in costs]
-    best: Plan | None = None
-    for e in range(0, 2 * (p - 1) + 1):
-        for beta in (SWAP_GRID if swap else (0.0,)):
-            stages = list(base)
-            ok = True
-            for s in over:
-                sp = stage_plan(costs[s], c, s, m, min(e, 2 * (p - s - 1)), beta)
-                if sp is None:
-                    ok = False
-                    break
-                stages[s] = sp
-            if not ok:
-                continue
-            sch = simulate(costs, stages, m, c)
-            if best is None or sch.makespan < best.time_s - 1e-12:
-                best = Plan(name, parts, stages, sch)
-    return best if best is not None else Plan(name, parts, None, oom_stages=over)
+    """Steps 2-4 with every knob but partition adjustment (``swap`` False: dependency relaxation only)."""
+    return plan_search(costs, parts, c, m, Knobs(swap=swap, adjust=False), name)
 
 
 def adjust_partition(t: Transformer, c: Cluster, m: int, parts: list[StageLoad] | None = None,
-                     max_moves: int = 64) -> Plan:
+                     max_moves: int = 64, knobs: Knobs = ALL, name: str = "Obscura", start: Plan | None = None) -> Plan:
     """Step 5: move one half-layer at a time from the slowest adjusted stage towards the fastest
     non-adjusted stage (shifting the boundaries in between by one unit so the model stays contiguous)
-    while the re-planned iteration gets shorter; revert the move that does not help."""
+    while the re-planned iteration gets shorter; revert the move that does not help. Each move re-plans
+    around the current (e, beta) (e +- 1, beta +- one grid step; the paper's Alg. 1 uses its closed form
+    here instead), and the final partition gets the full search. Without ``knobs.adjust`` this is the plan
+    search on the even partition. ``start``: that search's result, if already known."""
     parts = parts or even_partition(t, c.stages)
     costs = stage_costs(t, parts, c)
-    best = plan_obscura(costs, parts, c, m, name="Obscura")
-    for _ in range(max_moves):
+    best = replace(start, name=name) if start is not None else plan_search(costs, parts, c, m, knobs, name)
+    moved_any = False
+    full_grid = set(search_grid(c.stages, knobs))
+    for _ in range(max_moves if knobs.adjust else 0):
         if best.stages is None:
             break
         over = overflowing(costs, c, m)
@@ -345,10 +436,17 @@ def adjust_partition(t: Transformer, c: Cluster, m: int, parts: list[StageLoad] 
         if moved is None:
             break
         new_costs = stage_costs(t, moved, c)
-        cand = plan_obscura(new_costs, moved, c, m, name="Obscura")
+        b = SWAP_GRID.index(best.beta) if best.beta in SWAP_GRID else 0
+        near = [(e, beta) for e in (best.e - 1, best.e, best.e + 1)
+                for beta in SWAP_GRID[max(0, b - 1):b + 2] if (e, beta) in full_grid]
+        cand = plan_search(new_costs, moved, c, m, knobs, name, grid=near)
         if cand.time_s >= best.time_s - 1e-12:
             break
-        parts, costs, best = moved, new_costs, cand
+        parts, costs, best, moved_any = moved, new_costs, cand, True
+    if moved_any:
+        final = plan_search(costs, parts, c, m, knobs, name)
+        if final.time_s < best.time_s - 1e-12:
+            best = final
     return best
 
 
@@ -356,12 +454,9 @@ def _shift(parts: list[StageLoad], src: int, dst: int) -> list[StageLoad] | None
     """Move one half-layer from ``src`` to ``dst`` through the stages between them (each passes its edge
     unit on), keeping the attention/MLP sequence contiguous."""
     units: list[str] = []
-    owner: list[int] = []
-    for s, load in enumerate(parts):
+    for load in parts:
         first = "attn" if len(units) % 2 == 0 else "mlp"
-        seq = [first if i % 2 == 0 else ("mlp" if first == "attn" else "attn") for i in range(load.halves)]
-        units += seq
-        owner += [s] * load.halves
+        units += [first if i % 2 == 0 else ("mlp" if first == "attn" else "attn") for i in range(load.halves)]
     counts = [load.halves for load in parts]
     if counts[src] <= 1:
         return None
@@ -379,16 +474,25 @@ def _shift(parts: list[StageLoad], src: int, dst: int) -> list[StageLoad] | None
     return out
 
 
+def with_ops(plan: Plan, costs: list[StageCost], c: Cluster, m: int) -> Plan:
+    """``plan`` re-simulated keeping every op (for validation, plots and traces)."""
+    if plan.stages is None:
+        return plan
+    return replace(plan, sim=simulate(costs, plan.stages, m, c, keep_ops=True), _schedule=None)
+
+
 def validate_plan(plan: Plan, costs: list[StageCost], c: Cluster, m: int) -> list[str]:
-    """Dependencies and overlaps (the shared validator) and each stage's peak memory, measured on the
-    simulated schedule, against the GPU."""
-    if plan.schedule is None or plan.stages is None:
+    """Dependencies and overlaps on every compute and link channel (the shared validator) of the re-simulated
+    plan, and each stage's peak memory measured on its timeline (states + reserve + activations, swaps
+    included) against the GPU."""
+    if plan.stages is None:
         return []
-    problems = [f"{plan.name}: {x}" for x in P.validate(plan.schedule)]
-    peaks = P.activation_peaks(plan.schedule)
-    for s, (sc, sp) in enumerate(zip(costs, plan.stages, strict=True)):
-        buffers = 2 * sp.swap * sp.recompute.activation if sp.swap > 0 else 0.0
-        total = sc.states + RESERVED_GB * GB + peaks.get(f"stage{s}", 0.0) + buffers
+    full = with_ops(plan, costs, c, m)
+    problems = [f"{plan.name}: {x}" for x in P.validate(full.schedule)]
+    if abs(full.time_s - plan.time_s) > 1e-9 * max(1.0, plan.time_s):
+        problems.append(f"{plan.name}: re-simulation gives {full.time_s:.6f} s, the plan said {plan.time_s:.6f}")
+    for s, sc in enumerate(costs):
+        total = sc.states + RESERVED_GB * GB + full.sim.peaks[s]
         if total > c.gpu_gb * GB + 1e-3:
             problems.append(f"{plan.name}: stage {s} peaks at {total / GB:.1f} GB of {c.gpu_gb:g}")
     return problems
@@ -400,4 +504,5 @@ def check_cluster(c: Cluster, m: int) -> None:
                          fix="use >= 2 stages and positive micro-batches and sequence length.")
 
 
-__all__ = ["Cluster", "MODELS", "Plan", "adjust_partition", "plan_obscura", "plan_uniform", "replace"]
+__all__ = ["ALL", "Cluster", "Knobs", "MODELS", "Plan", "STRAWMAN_SWAP", "adjust_partition", "plan_obscura",
+           "plan_search", "plan_uniform", "replace"]
