@@ -198,21 +198,20 @@ def test_weight_pieces_split_w_and_free_memory_at_the_last_piece():
 
 def test_no_op_starts_before_the_previous_one_on_its_device_ends_not_even_by_rounding():
     # Regression: events within 1e-12 were processed together at the earliest time, so a device could start
-    # a forward a hair before its backward ended, and the memory accounting then saw both micro-batches.
-    from syslab.training.obscura import plan as L
-    c = L.Cluster()
-    t = L.MODELS["llama2-23b"]
-    costs = L.stage_costs(t, L.even_partition(t, 8), c)
-    sch = L.simulate(costs, [L.StagePlan(L.no_recompute(sc)) for sc in costs], 32, c)
+    # a forward a hair before its backward ended, and the memory accounting then saw both micro-batches. Stage
+    # times that are not exact in binary (as Obscura's per-stage costs were when the bug showed) provoke it.
+    stg = P.uniform_stages(8, 32, forward_s=0.1 / 3, backward_s=0.2 / 3 + 1e-13)
+    sch = P.simulate(stg, P.orders_1f1b(8, 32))
     by_dev = {}
     for n, op in sch.ops.items():
         if op.resource and op.resource.startswith("stage"):
             by_dev.setdefault(op.resource, []).append((sch.start[n], sch.end[n]))
+    assert len(by_dev) == 8
     for spans in by_dev.values():
         spans.sort()
         assert all(b[0] >= a[1] for a, b in zip(spans, spans[1:], strict=False))
     peaks = P.activation_peaks(sch)
-    assert [round(peaks[f"stage{s}"] / costs[s].activation, 9) for s in range(8)] == [8 - s for s in range(8)]
+    assert [round(peaks[f"stage{s}"], 9) for s in range(8)] == [8 - s for s in range(8)]
 
 
 @pytest.mark.parametrize("pp, m", [(2, 7), (3, 10), (4, 8), (6, 19), (8, 32)])
