@@ -282,3 +282,34 @@ def test_host_cache_is_lru_within_capacity(capacity, touches):
 def test_host_cache_rejects_an_impossible_capacity(bad):
     with pytest.raises(InputError, match="capacity"):
         E.HostCache(bad)
+
+
+# -- partial (layer-split) instances -----------------------------------------------------------------------
+
+def test_layer_split_factor_is_the_pipelined_pairs_bottleneck():
+    s = E.LayerSplit(10.0, 20.0)
+    assert [s.factor(t) for t in (5.0, 10.0, 12.5, 15.0, 17.5, 20.0)] == [1.0, 1.0, 0.75, 0.5, 0.75, 1.0]
+    assert E.LayerSplit(3.0, 3.0).factor(3.0) == 1.0
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_helped_instance_runs_each_iteration_at_the_split_factor(fast):
+    p, o = 2000, 300
+    split = E.LayerSplit(0.001, 2.0)
+    inst = E.Instance(COST, 20000, fast_forward=fast)
+    inst.help_by(split)
+    r = E.Request(0, 0.0, p, o)
+    inst.submit(r)
+    inst.advance_to(math.inf)
+    t = COST.time_s(p, p * (p + 1) / 2, 0, prefill_tokens=p) * split.factor(0.0)     # the prefill
+    for kv in range(p, p + o - 1):                                                    # each decode reads kv
+        t += COST.time_s(1, 0, kv) * split.factor(t)
+    if fast:   # fast-forward reads the factor once per decode-only span: within a few percent
+        assert r.finish_s == pytest.approx(t, rel=0.01) and r.finish_s < inst.cost.time_s(1, 0, p) * o
+    else:
+        assert r.finish_s == pytest.approx(t, rel=1e-12)
+    alone = E.Instance(COST, 20000, fast_forward=fast)
+    q = E.Request(1, 0.0, p, o)
+    alone.submit(q)
+    alone.advance_to(math.inf)
+    assert r.finish_s < q.finish_s

@@ -22,6 +22,12 @@ What it models (vLLM-style continuous batching with chunked prefill, as in Sarat
   and lets a pluggable ``autoscaler`` add or drain instances at a fixed tick. A cluster may serve **several
   models**: each request names its model, each instance serves one, a request is routed only among its
   model's instances, and the autoscaler's view can be narrowed to one model (``ClusterView.of``).
+- **Partial (layer-split) instances** (``LayerSplit``, BlitzScale's live scaling): while a new instance
+  receives a model's layers in order, it runs the layers it already holds for an existing instance, which runs
+  the rest; the pair pipelines the existing instance's batches, so its iterations take max(f, 1 - f) of their
+  time when the new one holds a fraction f of the layers (the handoff of activations is not charged). The
+  factor is read at the start of each iteration (of each fast-forwarded span, which then lasts at most 1/32
+  of the split's duration).
 - **Host-DRAM model caches** (``HostCache``): a host's memory holds whole models' weights up to a byte
   capacity, least recently used out first; a system asks it where a new instance loads from.
 
@@ -55,6 +61,7 @@ from syslab.core.hardware import GPU, Link
 from syslab.core.models import DTYPE_BYTES, Transformer
 
 MAX_SPAN = 4096   # iterations fast-forwarded at once (bounds the size of the temporary arrays)
+SPLIT_PIECES = 32  # a partial instance's load is fast-forwarded in at least this many spans (its factor changes)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -123,6 +130,22 @@ class IterationCost:
 def load_time_s(shape: Transformer, link: Link, dtype: str = "bf16", tp: int = 1) -> float:
     """Time to load an instance's weights over ``link`` (each of the tp GPUs loads its 1/tp shard in parallel)."""
     return link.transfer_s(shape.weight_bytes(dtype) / tp)
+
+
+@dataclass(frozen=True)
+class LayerSplit:
+    """A partial instance helping an existing one: it holds a linearly growing share f of the layers from
+    ``start_s`` (none) to ``ready_s`` (all, when it becomes an instance of its own); meanwhile the pair runs the
+    existing instance's iterations in max(f, 1 - f) of their time (see the module docstring)."""
+
+    start_s: float
+    ready_s: float
+
+    def factor(self, t: float) -> float:
+        if not self.start_s <= t < self.ready_s:
+            return 1.0
+        f = (t - self.start_s) / (self.ready_s - self.start_s)
+        return max(f, 1.0 - f)
 
 
 class HostCache:
@@ -262,6 +285,7 @@ class Instance:
     id: int = 0
     fast_forward: bool = True
     model: str = ""                # the model it serves (set by ``simulate`` in a several-model cluster)
+    splits: list[LayerSplit] = field(default_factory=list)   # partial instances helping this one (``help_by``)
     clock: float = field(init=False)
     stop_s: float = field(init=False, default=math.nan)
     draining: bool = field(init=False, default=False)
@@ -298,6 +322,23 @@ class Instance:
         prefill (a preempted request's recomputation included) plus its tokens still to generate. O(1): kept
         up to date as requests arrive, run and are preempted (``recount_load`` is the O(queue) reference)."""
         return self._work
+
+    def help_by(self, split: LayerSplit) -> None:
+        """A partial instance joins this one from ``split.start_s`` until it is ready (BlitzScale's ZigZag)."""
+        self.splits.append(split)
+
+    def _time_factor(self) -> float:
+        """The fastest pairing active now (one partial instance helps at a time; more would not stack)."""
+        if not self.splits:
+            return 1.0
+        self.splits = [s for s in self.splits if s.ready_s > self.clock]
+        return min((s.factor(self.clock) for s in self.splits), default=1.0)
+
+    def _split_horizon(self) -> float:
+        """Where a fast-forwarded span must end for the split factor, read at its start, to stay within
+        1 / ``SPLIT_PIECES`` of a split's duration of the truth."""
+        live = [s for s in self.splits if s.ready_s > self.clock]
+        return min((self.clock + (s.ready_s - s.start_s) / SPLIT_PIECES for s in live), default=math.inf)
 
     def recount_load(self) -> int:
         return sum(_work_of(r) for r in self.running) + sum(_work_of(r) for r in self.waiting)
@@ -352,6 +393,8 @@ class Instance:
         pairs = sum(n * r.kv + n * (n + 1) / 2 for r, n in chunks)       # prefill attention (compute)
         kv_read = sum(r.kv for r in decoding)                             # decode attention (memory)
         dt = self.cost.time_s(new_tokens, pairs, kv_read, prefill_tokens=sum(n for _, n in chunks))
+        if self.splits:
+            dt *= self._time_factor()
         self.clock += dt
         self.busy_s += dt
         self.iterations += 1
@@ -408,6 +451,8 @@ class Instance:
         if lo == 0:
             return False
         dts = self.cost.decode_span_s(len(kv), float(kv.sum()), lo)
+        if self.splits:
+            dts = dts * self._time_factor()
         starts = self.clock + np.concatenate([[0.0], np.cumsum(dts[:-1])])
         k = max(int(np.searchsorted(starts, t_end, side="left")), 1)
         span = float(dts[:k].sum())
@@ -425,7 +470,7 @@ class Instance:
         """Run the iterations that start before ``t_end`` (an iteration is never cut short)."""
         self.clock = max(self.clock, self.ready_s)
         while self.clock < t_end and not self.idle:
-            if self._can_fast_forward() and self._fast_forward(t_end):
+            if self._can_fast_forward() and self._fast_forward(min(t_end, self._split_horizon())):
                 continue
             before = (self.iterations, len(self.waiting), len(self.running))
             self._step()

@@ -66,6 +66,7 @@ from syslab.serving.engine import (
     HostCache,
     Instance,
     IterationCost,
+    LayerSplit,
     ServingResult,
     requests_from_frame,
     simulate,
@@ -160,31 +161,48 @@ def scale_target(current: int, bands: list[Band], min_num: int = 2, max_num: int
 
 @dataclass
 class Cluster:
-    """GPUs in hosts; which GPU runs which instance; each host's DRAM model cache (``engine.HostCache``, up to
-    ``host_capacity_bytes`` of weights, LRU; unbounded by default, as one model never fills a host)."""
+    """GPUs in hosts; which GPUs run which instance; each host's DRAM model cache (``engine.HostCache``, up to
+    ``host_capacity_bytes`` of weights, LRU; unbounded by default, as one model never fills a host); and when
+    each shared transfer resource is next free (FCFS): a chain source (the paper's NVLink semaphore: a source
+    serves one chain at a time; likewise a host's RDMA NICs) and each host's local NVMe."""
 
     nodes: int = 4
     gpus_per_node: int = 4
-    placement: dict[int, tuple[int, int]] = field(default_factory=dict)     # instance id -> (node, gpu)
+    placement: dict[int, tuple[int, tuple[int, ...]]] = field(default_factory=dict)   # instance -> (node, GPUs)
     host_capacity_bytes: float = math.inf
     caches: dict[int, HostCache] = field(default_factory=dict)
+    busy_until: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def cache(self, node: int) -> HostCache:
         if node not in self.caches:
             self.caches[node] = HostCache(self.host_capacity_bytes)
         return self.caches[node]
 
-    def free_gpus(self) -> list[tuple[int, int]]:
-        used = set(self.placement.values())
-        return [(n, g) for n in range(self.nodes) for g in range(self.gpus_per_node) if (n, g) not in used]
+    def free_groups(self, tp: int = 1) -> list[tuple[int, tuple[int, ...]]]:
+        """Free groups of ``tp`` GPUs inside one host (a TP group never spans hosts), host 0 first."""
+        used = {(n, g) for n, gpus in self.placement.values() for g in gpus}
+        out = []
+        for n in range(self.nodes):
+            free = [g for g in range(self.gpus_per_node) if (n, g) not in used]
+            out += [(n, tuple(free[k * tp:(k + 1) * tp])) for k in range(len(free) // tp)]
+        return out
+
+    def reserve(self, resource: tuple[str, int], now: float, duration_s: float) -> float:
+        """Queue a transfer of ``duration_s`` on a shared resource; returns when it starts."""
+        start = max(now, self.busy_until.get(resource, 0.0))
+        self.busy_until[resource] = start + duration_s
+        return start
 
 
 @dataclass
 class Scaler:
     """Drives an engine cluster: the control law decides how many instances; ``mode`` decides how they load.
 
-    mode: 'blitzscale' (multicast from live instances, fast link first, optionally live), 'serverlessllm'
-    (stop-the-world from the host cache or SSD)."""
+    mode: 'blitzscale' (multicast from live instances, fast link first; ``live``: ZigZag, each new instance
+    runs the layers it has received for a warm instance until it holds them all), 'serverlessllm'
+    (stop-the-world from the host's DRAM cache if it holds the model, else from the host's NVMe).
+    A TP instance holds ``cost.tp`` GPUs of one host; its ranks receive their 1/tp shards in parallel (one NIC
+    and one NVLink path per GPU, as in the paper's testbed), while stop-the-world loads of a host share its NVMe."""
 
     cost: IterationCost
     mode: str
@@ -207,10 +225,15 @@ class Scaler:
         self.size = size
 
     def place_initial(self, ids: range | list[int]) -> None:
-        """The starting instances ``ids`` on the first free GPUs (host 0 first), their weights in those hosts'
-        DRAM."""
-        for i, (node, g) in zip(ids, self.cluster.free_gpus(), strict=False):
-            self.cluster.placement[i] = (node, g)
+        """The starting instances ``ids`` on the first free GPU groups (host 0 first), their weights in those
+        hosts' DRAM."""
+        groups = self.cluster.free_groups(self.cost.tp)
+        if len(groups) < len(ids):
+            raise InputError(f"{len(ids)} starting instances of {self.cost.shape.name} need {len(ids)} groups of "
+                             f"{self.cost.tp} GPUs; {len(groups)} are free.", field="nodes",
+                             fix="use more hosts or GPUs per host, or fewer models.")
+        for i, (node, gpus) in zip(ids, groups, strict=False):
+            self.cluster.placement[i] = (node, gpus)
             self.cluster.cache(node).touch(self.cost.shape.name, self.size)
 
     def __call__(self, view: ClusterView) -> None:
@@ -242,37 +265,51 @@ class Scaler:
         else:
             self._below_since = None
 
+    def _source(self, node: int, warm_nodes: set[int]) -> tuple[str, int]:
+        """Where a new instance on ``node`` loads from: (kind, the host whose resource the transfer queues on)."""
+        c = self.cluster
+        if self.mode == "blitzscale":
+            if node in warm_nodes:
+                return "nvlink", node
+            if warm_nodes:               # the warm host whose NICs free up first
+                return "rdma", min(warm_nodes, key=lambda n: (c.busy_until.get(("rdma", n), 0.0), n))
+            return "ssd", node
+        cached = self.host_cache and self.cost.shape.name in c.cache(node)
+        return ("host" if cached else "ssd"), node
+
     def _scale_up(self, view: ClusterView, live: list[Instance], n: int) -> None:
-        free = self.cluster.free_gpus()
-        if not free:
+        c, tp, name = self.cluster, self.cost.tp, self.cost.shape.name
+        groups = c.free_groups(tp)
+        if not groups:
             return
-        warm_nodes = {self.cluster.placement[i.id][0] for i in live
-                      if i.id in self.cluster.placement and i.ready_s <= view.now}
+        warm = [i for i in live if i.id in c.placement and i.ready_s <= view.now]
+        warm_nodes = {c.placement[i.id][0] for i in warm}
         # Fast link first: GPUs on hosts that already run a warm instance (NVLink), then the others.
-        free.sort(key=lambda ng: (ng[0] not in warm_nodes, ng))
-        chosen = free[:n]
-        name = self.cost.shape.name
-        by_source: dict[str, list[tuple[int, int]]] = {}
-        for node, g in chosen:
-            if self.mode == "blitzscale":
-                src = "nvlink" if node in warm_nodes else ("rdma" if warm_nodes else "ssd")
-            else:   # fast only if the host's DRAM held the weights before this scale-up (loads run at once)
-                src = "host" if self.host_cache and name in self.cluster.cache(node) else "ssd"
-            by_source.setdefault(f"{src}:{node}" if src in ("nvlink", "host", "ssd") else src, []).append((node, g))
-        for key, gpus in by_source.items():
-            src = key.split(":")[0]
-            if self.mode == "blitzscale" and src in ("nvlink", "rdma"):
-                lk = NVLINK_P2P if src == "nvlink" else RDMA_100G
-                load_s = chain_time_s(self.size, len(gpus), lk)      # one chain per source kind
-            else:                                                     # every GPU loads for itself
-                load_s = (G.copy_s(self.size, self.cost.device, "h2d") if src == "host"
-                          else G.storage_s(self.size, SSD_MEDIUM))
-            ready_in = load_s / 2 if (self.mode == "blitzscale" and self.live) else load_s
-            for node, g in gpus:
-                inst = view.launch(ready_in)
-                self.cluster.placement[inst.id] = (node, g)
-                self.cluster.cache(node).touch(name, self.size)      # the weights pass through its DRAM
-                self.loads.append({"t": view.now, "source": src, "load_s": load_s})
+        groups.sort(key=lambda ng: (ng[0] not in warm_nodes, ng))
+        by_source: dict[tuple[str, int], list[tuple[int, tuple[int, ...]]]] = {}
+        for node, gpus in groups[:n]:
+            by_source.setdefault(self._source(node, warm_nodes), []).append((node, gpus))
+        helped = sorted(warm, key=lambda i: -i.load)       # ZigZag pairs a new instance with the busiest first
+        shard = self.size / tp
+        for (kind, host), members in by_source.items():
+            if kind in ("nvlink", "rdma"):                 # one chain per source, its tp shards in parallel
+                lk = NVLINK_P2P if kind == "nvlink" else RDMA_100G
+                load_s = chain_time_s(shard, len(members), lk)
+                start = c.reserve((kind, host), view.now, load_s)
+                timing = [(start, load_s)] * len(members)
+            elif kind == "host":                           # each GPU copies its shard over its own PCIe link
+                load_s = G.copy_s(shard, self.cost.device, "h2d")
+                timing = [(view.now, load_s)] * len(members)
+            else:                                          # the host's NVMe reads each instance's weights in turn
+                load_s = G.storage_s(self.size, SSD_MEDIUM)
+                timing = [(c.reserve(("ssd", host), view.now, load_s), load_s) for _ in members]
+            for (node, gpus), (start, load_s) in zip(members, timing, strict=True):
+                inst = view.launch(start + load_s - view.now)
+                c.placement[inst.id] = (node, gpus)
+                c.cache(node).touch(name, self.size)       # the weights pass through the host's DRAM
+                if self.mode == "blitzscale" and self.live and kind in ("nvlink", "rdma") and helped:
+                    helped.pop(0).help_by(LayerSplit(start, start + load_s))
+                self.loads.append({"t": view.now, "source": kind, "load_s": load_s, "wait_s": start - view.now})
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -363,15 +400,16 @@ def compare(trace: pd.DataFrame, cost: IterationCost = COST,
 # Several models on one cluster under a host-DRAM budget (where O(1) host caching can matter)
 # ---------------------------------------------------------------------------------------------------------
 
-# Three 7-8B models of the paper's size class that fit one H100 each (core.models); the paper also serves
-# Mistral-24B on 2 GPUs and Qwen-72B on 4, which our one-GPU-per-instance placement does not model. Each request
-# of the trace is given a model at random with these shares (a labelled synthetic assignment: the Azure trace
-# names no model), seeded.
-MULTI_MODELS = (("llama3-8b", 0.5), ("qwen2.5-7b", 0.3), ("llama2-7b", 0.2))
-# Host DRAM for model weights, in models' worth per host (16 GB each): one (our notes' "LRU of 1 model per
-# host"), two, and unbounded (every host that loaded a model keeps it: the single-model claims' setting).
-MULTI_HOST_MODELS = (1, 2, math.inf)
-MULTI_COMPRESSION = 3.0    # on top of the claims' 8x: three models share the load, so each gets about a third
+# The paper's mix of sizes (§6: Llama-2-7B, Llama-3-8B, Mistral-24B on TP 2, Qwen-72B on TP 4): Llama-3-8B on one
+# GPU, LLaMA-33B on 2 (core.models has no Mistral-24B; its 40 x 5120 shape with 128-wide heads is not expressible
+# there) and Qwen2.5-72B on 4, on 4 hosts x 8 H100s (our notes' DES). Each request of the trace is given a model
+# at random with these shares (a labelled synthetic assignment: the Azure trace names no model), seeded.
+MULTI_MODELS = (("llama3-8b", 1, 0.5), ("llama-30b", 2, 0.3), ("qwen2.5-72b", 4, 0.2))
+MULTI_HOSTS, MULTI_GPUS_PER_HOST = 4, 8
+# Host DRAM for model weights per host, GB: none, one 72B model's worth, two, and unbounded (every host that
+# loaded a model keeps it: the single-model claims' setting). A DGX H100 has 2 TB, shared with everything else.
+MULTI_HOST_GB = (0.0, 160.0, math.inf)
+MULTI_CLAIM_GB = 160.0     # the claim's budget: one model's worth per host (our notes: "LRU of 1 model per host")
 
 
 @dataclass
@@ -386,22 +424,25 @@ class MultiScaler:
 
 
 def assign_models(trace: pd.DataFrame, seed: int = 0, models=MULTI_MODELS) -> pd.DataFrame:
-    names, shares = zip(*models, strict=True)
+    names, _, shares = zip(*models, strict=True)
     rng = np.random.default_rng(seed)
     return trace.assign(model=rng.choice(list(names), size=len(trace), p=np.array(shares) / sum(shares)))
 
 
-def run_multi(trace: pd.DataFrame, policy: str, host_models: float, device: str = GPU_NAME,
+def run_multi(trace: pd.DataFrame, policy: str, host_gb: float, device: str = GPU_NAME, models=MULTI_MODELS,
               tick_s: float = 0.5) -> tuple[ServingResult, list[dict]]:
-    """Replay a trace whose rows name a ``model`` (``assign_models``) under 'blitzscale' or 'serverlessllm' with
-    host DRAM for ``host_models`` models' weights per host (LRU). Every model starts with 2 instances."""
-    if policy not in ("blitzscale", "serverlessllm"):
-        raise InputError(f"unknown policy {policy!r}.", field="policy", fix="use blitzscale or serverlessllm.")
+    """Replay a trace whose rows name a ``model`` (``assign_models``) under 'blitzscale', 'blitzscale-nolive' or
+    'serverlessllm' on ``MULTI_HOSTS`` x ``MULTI_GPUS_PER_HOST`` GPUs with ``host_gb`` of DRAM for weights per
+    host (LRU). Every model starts with 2 instances on its TP groups."""
+    if policy not in ("blitzscale", "blitzscale-nolive", "serverlessllm"):
+        raise InputError(f"unknown policy {policy!r}.", field="policy",
+                         fix="use blitzscale, blitzscale-nolive or serverlessllm.")
+    tps = {m: tp for m, tp, _ in models}
     names = sorted(set(trace.model))
-    costs = {m: IterationCost(model(m), gpu(device)) for m in names}
-    size = max(c.shape.weight_bytes(c.dtype) for c in costs.values())
-    cluster = Cluster(host_capacity_bytes=host_models * size)
-    scalers = {m: Scaler(costs[m], policy, live=policy == "blitzscale", cluster=cluster) for m in names}
+    costs = {m: IterationCost(model(m), gpu(device), tp=tps[m]) for m in names}
+    cluster = Cluster(MULTI_HOSTS, MULTI_GPUS_PER_HOST, host_capacity_bytes=host_gb * 1e9)
+    mode = "serverlessllm" if policy == "serverlessllm" else "blitzscale"
+    scalers = {m: Scaler(costs[m], mode, live=policy == "blitzscale", cluster=cluster) for m in names}
     ids = iter(range(1 << 30))
     for m in names:
         scalers[m].place_initial([next(ids) for _ in range(scalers[m].min_num)])
@@ -415,15 +456,17 @@ def multi_model_sensitivity(trace: pd.DataFrame, control: bool = False, seed: in
     BlitzScale rows load like ServerlessLLM)."""
     mixed = assign_models(trace, seed)
     rows = []
-    for hm in MULTI_HOST_MODELS:
-        blitz, bl = run_multi(mixed, "serverlessllm" if control else "blitzscale", hm)
-        sllm, sl = run_multi(mixed, "serverlessllm", hm)
-        hits = sum(x["source"] == "host" for x in sl)
-        rows.append({"host_models": hm, "blitz_p99_s": blitz.ttft_quantile(0.99),
+    for gb in MULTI_HOST_GB:
+        blitz, bl = run_multi(mixed, "serverlessllm" if control else "blitzscale", gb)
+        sllm, sl = run_multi(mixed, "serverlessllm", gb)
+        nolive = (run_multi(mixed, "serverlessllm" if control else "blitzscale-nolive", gb)[0].ttft_quantile(0.99)
+                  if gb == MULTI_CLAIM_GB else math.nan)
+        rows.append({"host_gb": gb, "nolive_p99_s": nolive, "blitz_p99_s": blitz.ttft_quantile(0.99),
                      "sllm_p99_s": sllm.ttft_quantile(0.99),
-                     "blitz_load_s": float(np.mean([x["load_s"] for x in bl])) if bl else 0.0,
-                     "sllm_load_s": float(np.mean([x["load_s"] for x in sl])) if sl else 0.0,
-                     "sllm_loads": len(sl), "sllm_host_hits": hits,
+                     "blitz_load_s": float(np.mean([x["load_s"] + x["wait_s"] for x in bl])) if bl else 0.0,
+                     "sllm_load_s": float(np.mean([x["load_s"] + x["wait_s"] for x in sl])) if sl else 0.0,
+                     "sllm_loads": len(sl), "sllm_host_hits": sum(x["source"] == "host" for x in sl),
+                     "blitz_gpu_s": blitz.gpu_seconds, "sllm_gpu_s": sllm.gpu_seconds,
                      "reduction": 1 - blitz.ttft_quantile(0.99) / sllm.ttft_quantile(0.99)})
     return rows
 
@@ -504,6 +547,15 @@ def _holds_where(rows: list[dict], holds: list[bool], label: Callable[[dict], st
     return "holds only at " + "; ".join(at)
 
 
+def _multi_note(row: dict, rows: list[dict]) -> str:
+    others = ", ".join(f"{r['reduction']:.0%} at {r['host_gb']:g} GB" for r in rows if r is not row)
+    live = ("" if math.isnan(row["nolive_p99_s"]) else
+            f"; without ZigZag BlitzScale's P99 is {row['nolive_p99_s']:.2f}s")
+    return (f"P99 TTFT {row['blitz_p99_s']:.2f}s vs {row['sllm_p99_s']:.2f}s; ServerlessLLM loaded {row['sllm_loads']} "
+            f"times, {row['sllm_host_hits']} from DRAM, mean {row['sllm_load_s']:.2f}s against BlitzScale's "
+            f"{row['blitz_load_s']:.2f}s{live}; the reduction is {others}")
+
+
 def _load_flip(rows: list[dict]) -> str:
     """Where the P99 claim holds in the load-time sweep, as a threshold on ServerlessLLM's load time when the
     sweep is one (every row at or above it holds, none below), otherwise row by row."""
@@ -525,7 +577,8 @@ def _load_flip(rows: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 CLAIMS = (
-    Claim("p99-vs-serverlessllm", "P99 TTFT reduction of BlitzScale over ServerlessLLM (same planner)",
+    Claim("p99-vs-serverlessllm", "P99 TTFT reduction of BlitzScale over ServerlessLLM (same planner), three "
+          "models (8B, 33B on TP 2, 72B on TP 4) on 4 x 8 H100s, host DRAM for one 72B model per host (LRU)",
           paper=0.94, unit="", expect=Expect(at_least=0.5), source="abstract (up to 94%)"),
     Claim("gpu-vs-static", "GPU-seconds saved by BlitzScale against static provisioning for the same SLO",
           paper=0.49, unit="", expect=Expect(at_least=0.3), source="abstract (49% less GPU time)"),
@@ -563,6 +616,9 @@ def reproduce(run: Run) -> Result:
            if trace is not None else None)
     if out is not None:
         b, s, st = out["blitzscale"], out["serverlessllm"], out["static"]
+        run.progress("the paper's setting: three models under a host-DRAM budget")
+        multi = multi_model_sensitivity(trace, run.control, seed=run.seed)
+        claim_row = next(r for r in multi if r["host_gb"] == MULTI_CLAIM_GB)
         run.progress("sensitivity: load time and SLO")
         loads = load_sensitivity(trace, out, run.control)
         slos = slo_sensitivity(trace, out, static_runs)
@@ -582,10 +638,10 @@ def reproduce(run: Run) -> Result:
                         + (": this claim mostly measures autoscaling against static provisioning, not BlitzScale's "
                            "loading" if autoscaling_share >= 0.8 else ""))
         result.findings += [
-            CLAIMS[0].measure(1 - b["p99_ttft_s"] / s["p99_ttft_s"],
-                              f"P99 TTFT {b['p99_ttft_s']:.2f}s vs {s['p99_ttft_s']:.2f}s; mean load "
-                              f"{b['mean_load_s']:.2f}s vs {s['mean_load_s']:.2f}s; sensitivity to the load time: "
-                              f"{p99_flip}"),
+            CLAIMS[0].measure(claim_row["reduction"], _multi_note(claim_row, multi)
+                              + f"; one 8B model alone (every host caches it): P99 {b['p99_ttft_s']:.2f}s vs "
+                              f"{s['p99_ttft_s']:.2f}s ({1 - b['p99_ttft_s'] / s['p99_ttft_s']:.0%} lower), and "
+                              f"the load-time sweep there: {p99_flip}"),
             CLAIMS[1].measure(gpu_saving,
                               f"{b['gpu_seconds']:.0f} vs {st['gpu_seconds']:.0f} GPU-s ({st['instances']} static "
                               f"instances); {control_text}; sensitivity to the SLO: {gpu_flip}"),
@@ -616,18 +672,19 @@ def reproduce(run: Run) -> Result:
             [[r["multiple"], round(r["slo_s"], 3), r["static_n"] if r["static_meets"] else f"> {r['static_n']}",
               round(r["static_gpu_s"], 1), round(r["saving"], 3), "yes" if r["blitz_meets"] else "no",
               round(r["sllm_saving"], 3)] for r in slos]))
-        run.progress("sensitivity: three models under a host-DRAM budget")
-        multi = multi_model_sensitivity(time_scale(trace, MULTI_COMPRESSION), run.control, seed=run.seed)
         result.tables.append(Table(
-            f"Three models on the same 16 GPUs (not a claim): {', '.join(f'{m} {w:.0%}' for m, w in MULTI_MODELS)} "
-            f"of the requests (a seeded random assignment), the trace compressed {MULTI_COMPRESSION:g}x more so that "
-            "each model's share still needs scaling; host DRAM holds 1, 2 or any number of models' weights (LRU)",
-            ["host DRAM (models)", "ServerlessLLM loads", "of them from DRAM", "ServerlessLLM mean load (s)",
-             "BlitzScale mean load (s)", "BlitzScale P99 TTFT (s)", "ServerlessLLM P99 TTFT (s)", "P99 reduction"],
-            [[f"{r['host_models']:g}", r["sllm_loads"], r["sllm_host_hits"], round(r["sllm_load_s"], 2),
-              round(r["blitz_load_s"], 2), round(r["blitz_p99_s"], 3), round(r["sllm_p99_s"], 3),
+            f"The paper's setting: three models on {MULTI_HOSTS} hosts x {MULTI_GPUS_PER_HOST} H100s, "
+            f"{', '.join(f'{m} (TP {tp}) {w:.0%}' for m, tp, w in MULTI_MODELS)} of the requests (a seeded random "
+            "assignment of the same trace); host DRAM for weights per host (LRU); the claim's row is "
+            f"{MULTI_CLAIM_GB:g} GB; loads include waiting for a busy chain source or NVMe",
+            ["host DRAM (GB)", "ServerlessLLM loads", "of them from DRAM", "ServerlessLLM mean load (s)",
+             "BlitzScale mean load (s)", "BlitzScale P99 TTFT (s)", "without ZigZag", "ServerlessLLM P99 TTFT (s)",
+             "P99 reduction"],
+            [[f"{r['host_gb']:g}", r["sllm_loads"], r["sllm_host_hits"], round(r["sllm_load_s"], 2),
+              round(r["blitz_load_s"], 2), round(r["blitz_p99_s"], 3),
+              "" if math.isnan(r["nolive_p99_s"]) else round(r["nolive_p99_s"], 3), round(r["sllm_p99_s"], 3),
               round(r["reduction"], 3)] for r in multi]))
-        result.metrics["multi_model_sensitivity"] = multi
+        result.metrics["multi_model"] = multi
         result.metrics["policies"] = out
         result.metrics["load_sensitivity"] = loads
         result.metrics["slo_sensitivity"] = slos
