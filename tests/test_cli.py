@@ -70,7 +70,8 @@ def test_catalog_tools_keep_their_names_and_clash_with_nothing():
     tools = [e.tool for e in catalog.CATALOG if e.tool]
     assert sorted(tools) == sorted({"stragglers", "wlb", "blitzscale", "kvcache", "llmstation", "traincheck",
                                     "greyhound", "crosspipe", "flexpipe", "afaas", "dede", "kamino", "burst",
-                                    "poby", "popfetcher", "jenga", "mtuner", "optimus", "nanoflow", "obscura"})
+                                    "poby", "popfetcher", "jenga", "mtuner", "optimus", "nanoflow", "obscura",
+                                    "deepserve", "weaver"})
     assert not set(tools) & {"list", "show", "run", "reproduce", "data"}
     assert all(e.tool_help and "\n" not in e.tool_help for e in catalog.CATALOG if e.tool)
     assert all(not e.tool_help for e in catalog.CATALOG if not e.tool)

@@ -100,8 +100,12 @@ CATALOG: tuple[Entry, ...] = (
           tool="flexpipe", tool_help="FlexPipe: adaptive pipeline mappings on your own sequence lengths."),
     Entry("nanoflow", "NanoFlow", "OSDI 2025", "serving", "HYBRID", "syslab.serving.nanoflow", tool="nanoflow",
           tool_help="NanoFlow: search a nano-batch pipeline (splits, SM shares, order) for your model and GPU."),
-    Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve", exclusive=True),
-    Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver"),
+    Entry("deepserve", "DeepServe", "ATC 2025", "serving", "HYBRID", "syslab.serving.deepserve", exclusive=True,
+          tool="deepserve", tool_help="DeepServe scale-out replay on your own trace: cold starts vs a pre-warm pool "
+                                      "with DRAM pre-loading or fork."),
+    Entry("weaver", "Weaver", "ATC 2025", "serving", "HYBRID", "syslab.serving.weaver", tool="weaver",
+          tool_help="Weaver: a hot LLM's attention offloaded to a cold LLM's GPU vs dedicated GPUs and MuxServe, "
+                    "on your own trace."),
     Entry("blitzscale", "BlitzScale", "OSDI 2025", "serving", "HYBRID", "syslab.serving.blitzscale",
           tool="blitzscale", tool_help="BlitzScale autoscaling replay on your own trace (Azure CSV format)."),
     Entry("llmstation", "LLMStation", "ATC 2025", "serving", "REAL",
