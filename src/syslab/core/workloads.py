@@ -85,6 +85,19 @@ def load_lmsys(path: str | Path, arrivals_s: np.ndarray | None = None) -> pd.Dat
                          "output_tokens": df["GeneratedTokens"].to_numpy()})
 
 
+def replay_window(path: str | Path, factor: float, max_span_s: float) -> pd.DataFrame:
+    """An Azure-format trace for a replay tool: loaded (validated), its arrivals compressed by ``factor``, and
+    refused if it then spans more than ``max_span_s`` of simulated time (the tool's cost grows with the span)."""
+    df = time_scale(load_azure_llm(path), factor)
+    span_s = float(df["arrival_s"].max())
+    if span_s > max_span_s:
+        unit, per = ("days", 86400.0) if max_span_s >= 86400 else ("hours", 3600.0)
+        raise InputError(f"the replayed trace spans {span_s / per:,.1f} {unit}, over the limit of "
+                         f"{max_span_s / per:g}.", file=path, field="TIMESTAMP",
+                         fix="replay a shorter window, or compress it with --time-scale.")
+    return df
+
+
 def time_scale(trace: pd.DataFrame, factor: float) -> pd.DataFrame:
     """Compress (factor > 1) or stretch a trace's arrivals, keeping lengths: arrival / factor."""
     if factor <= 0:

@@ -634,6 +634,15 @@ def simulate(requests: Iterable[Request], make_instance: MakeInstance | Mapping[
 
 
 def _result(reqs: list[Request], instances: list[Instance], end: float) -> ServingResult:
+    df = request_frame(reqs)
+    gpu_s = sum((i.stop_s - i.start_s) * i.cost.tp for i in instances)
+    start = float(df.arrival_s.min()) if len(df) else 0.0
+    return ServingResult(df, gpu_s, end - start, len(instances), sum(i.iterations for i in instances))
+
+
+def request_frame(reqs: list[Request]) -> pd.DataFrame:
+    """One row per finished request: arrival, lengths, TTFT, TPOT, end-to-end latency, instance, preemptions,
+    cached tokens, model (a ``ServingResult``'s frame; other simulators on the engine's requests use it too)."""
     unfinished = [r.id for r in reqs if not math.isfinite(r.finish_s)]
     assert not unfinished, f"requests never finished: {unfinished[:5]}"
     arrival = np.array([r.arrival_s for r in reqs])
@@ -647,6 +656,4 @@ def _result(reqs: list[Request], instances: list[Instance], end: float) -> Servi
         "instance": [r.instance for r in reqs], "preemptions": [r.preemptions for r in reqs],
         "cached_tokens": [r.cached for r in reqs], "model": [r.model for r in reqs],
     })
-    gpu_s = sum((i.stop_s - i.start_s) * i.cost.tp for i in instances)
-    start = float(arrival.min()) if len(arrival) else 0.0
-    return ServingResult(df, gpu_s, end - start, len(instances), sum(i.iterations for i in instances))
+    return df

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from syslab.core.cli_support import err, out, print_json
-from syslab.core.errors import InputError
 
 # the autoscaler ticks every 0.5 s of simulated time (~0.2 s of CPU per simulated hour): 30 days is minutes
 MAX_SPAN_S = 30 * 86400.0
@@ -24,19 +23,13 @@ def blitzscale_replay(trace: Annotated[Path, typer.Option(help="CSV: TIMESTAMP,C
                       as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """P99 TTFT and GPU-seconds of BlitzScale, ServerlessLLM-style loading and static provisioning."""
     from syslab.core.inputs import option
-    from syslab.core.workloads import load_azure_llm
-    from syslab.core.workloads import time_scale as compress
+    from syslab.core.workloads import replay_window
     from syslab.serving import blitzscale
 
     # a factor in [1e-3, 1e6]: stretching 1000x or compressing a millionfold; token counts are bounded by the
     # loader (MAX_TOKENS) and each request by one instance's KV cache (the engine checks it)
     time_scale = option(time_scale, "--time-scale", min=1e-3, max=1e6, fix="e.g. --time-scale 4.")
-    df = compress(load_azure_llm(trace), time_scale)
-    span_s = float(df["arrival_s"].max())
-    if span_s > MAX_SPAN_S:
-        raise InputError(f"the replayed trace spans {span_s / 86400:,.1f} days, over the limit of "
-                         f"{MAX_SPAN_S / 86400:.0f}.", file=trace, field="TIMESTAMP",
-                         fix="replay a shorter window, or compress it with --time-scale.")
+    df = replay_window(trace, time_scale, MAX_SPAN_S)
     with err.status(f"replaying {len(df)} requests under four policies"):
         policies = blitzscale.compare(df)
     if as_json:

@@ -30,23 +30,18 @@ def simulate_trace(trace: Path, hot_model: str = "llama3-8b", cold_model: str = 
     import numpy as np
 
     from syslab.core.inputs import option
-    from syslab.core.workloads import load_azure_llm
-    from syslab.core.workloads import time_scale as compress
+    from syslab.core.workloads import replay_window
     from syslab.serving.weaver import experiment as X
 
     cold_rate = option(cold_rate, "--cold-rate", min=0.0, max=20.0, fix="use 0 to 20 requests per second.")
     time_scale = option(time_scale, "--time-scale", min=1e-3, max=1e6, fix="e.g. --time-scale 4.")
     seed = option(seed, "--seed", min=0, max=2**32 - 1, integer=True)
     s = X.setup(hot_model, cold_model, device)
-    df = compress(load_azure_llm(trace), time_scale)
+    df = replay_window(trace, time_scale, MAX_SPAN_S)
     span = float(df.arrival_s.max())
     if len(df) > MAX_REQUESTS:
         raise InputError(f"the trace has {len(df):,} requests, over the limit of {MAX_REQUESTS:,}.", file=trace,
                          field="TIMESTAMP", fix="replay a shorter window of the trace.")
-    if span > MAX_SPAN_S:
-        raise InputError(f"the replayed trace spans {span / 3600:,.1f} hours, over the limit of "
-                         f"{MAX_SPAN_S / 3600:.0f}.", file=trace, field="TIMESTAMP",
-                         fix="replay a shorter window, or compress it with --time-scale.")
     longest = int((df.prompt_tokens + df.output_tokens).max())
     room = min(s.pool(s.hot), s.cold_tokens)      # the cold model draws its lengths from the trace too
     if longest > room:
