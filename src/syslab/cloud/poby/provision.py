@@ -252,6 +252,11 @@ def _run_pipeline(reg: Registry, target: Path, buffers: int, pool, free_q, fille
     return Outcome(mode, t1 - t0, cpu.total(), dpu_cpu, stages)
 
 
+class PeerGone(RuntimeError):
+    """The other end of a host <-> DPU pipe closed: the DPU process died, or (seen from the DPU) the host was
+    stopped."""
+
+
 class _Pipe:
     """put/get of small tuples as JSON lines over a pipe (the host <-> DPU doorbells)."""
 
@@ -265,7 +270,7 @@ class _Pipe:
     def get(self):
         line = self.r.readline()
         if not line:
-            raise RuntimeError("the DPU process went away")
+            raise PeerGone("the DPU process went away")
         item = json.loads(line)
         return tuple(item) if isinstance(item, list) else item
 
