@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 
 import numpy as np  # noqa: E402
 
+from syslab.training.jenga import accuracy as A  # noqa: E402
 from syslab.training.jenga import model as M  # noqa: E402
 from syslab.training.jenga import reproduce as R  # noqa: E402
 
@@ -139,3 +140,73 @@ def test_cli_profile_json_and_bad_input(tmp_path, capsys):
             main(argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and "Traceback" not in err, args
+
+
+def test_the_recall_task_plants_the_needle_in_a_distant_block_and_scores_only_the_answers():
+    n_fill, n_key, n_val = A.vocab_split(A.CONFIG)
+    seq = 512
+    tokens, targets = A.recall_batch(A.CONFIG, 16, seq, torch.Generator().manual_seed(3))
+    again = A.recall_batch(A.CONFIG, 16, seq, torch.Generator().manual_seed(3))
+    assert torch.equal(tokens, again[0]) and torch.equal(targets, again[1])           # seeded
+    assert tokens.shape == (16, seq + 1) and targets.shape == (16, seq)
+    for t, y in zip(tokens, targets, strict=True):
+        keys = torch.nonzero((t >= n_fill) & (t < n_fill + n_key)).flatten()
+        needle, queries = keys[keys < seq + 1 - 2 * A.PAIRS], keys[keys >= seq + 1 - 2 * A.PAIRS]
+        assert len(needle) == len(queries) == A.PAIRS
+        blocks = set((needle // M.BLOCK).tolist()) | set(((needle + 1) // M.BLOCK).tolist())
+        assert len(blocks) == 1 and 1 <= blocks.pop() < seq // M.BLOCK // 2              # one distant block
+        answer = {int(t[k]): int(t[k + 1]) for k in needle}
+        assert torch.equal(torch.nonzero(y != A.IGNORE).flatten(), queries)               # only the answers
+        assert all(int(y[k]) == answer[int(t[k])] == int(t[k + 1]) for k in queries)
+        assert all(n_fill + n_key <= int(y[k]) < n_fill + n_key + n_val for k in queries)
+
+
+def test_copy_targets_repeat_an_earlier_span():
+    tokens, targets = A.copy_batch(A.CONFIG, 8, 128, torch.Generator().manual_seed(4))
+    for t, y in zip(tokens, targets, strict=True):
+        at = torch.nonzero(y != A.IGNORE).flatten()
+        assert len(at) >= 128 // 8 - 1 and torch.equal(y[at], t[at + 1])
+        m = len(at) + 1
+        c = int(at[0])                                           # the repeat starts at c, its span at a < c
+        span = t[c:c + m]
+        assert any(torch.equal(t[a:a + m], span) for a in range(0, c - m + 1))
+
+
+def test_the_answer_loss_ignores_unscored_positions_and_sparse_eval_with_nothing_dropped_is_dense():
+    model = M.TinyLlama(A.CONFIG)
+    tokens, targets = A.recall_batch(A.CONFIG, 2, 256, torch.Generator().manual_seed(5))
+    logits = model(tokens[:, :-1])
+    mask = targets != A.IGNORE
+    ref = torch.nn.functional.cross_entropy(logits[mask], targets[mask])
+    assert torch.allclose(R.lm_loss(model, tokens, targets=targets), ref, atol=1e-6)
+    plan, scores = R.make_plan(model, tokens, "oracle", keep=1.0, mlp_keep=1.0)
+    assert A.answer_accuracy(model, tokens, targets, plan, scores) == A.answer_accuracy(model, tokens, targets)
+    everything = A.retrieval_accuracy(model, 256, 6, lambda t: R.make_plan(model, t, "oracle", keep=1.0, mlp_keep=1.0),
+                                      sequences=4)
+    assert everything == A.retrieval_accuracy(model, 256, 6, sequences=4)
+
+
+def test_staged_pretraining_is_deterministic_for_a_seed_and_reports_its_curve():
+    def curve(seed):
+        model = M.TinyLlama(A.CONFIG, seed=seed)
+        return A.pretrain(model, [64, 128], [A.CHECK_EVERY, A.CHECK_EVERY], seed, lambda _: None)
+
+    a, b = curve(0), curve(0)
+    assert a == b and [n for _, n, _, _ in a] == [64, 128] and all(0 <= acc <= 1 for *_, acc in a)
+    assert A.schedule(512) == ([32, 64, 128, 256, 512], [800, 200, 200, 200, 200])
+
+
+def test_the_accuracy_check_counts_only_where_dense_solves_the_task():
+    assert R.accuracy_check(0.96, 0.95, "").holds and R.accuracy_check(A.SOLVED, A.SOLVED, "").holds
+    assert not R.accuracy_check(0.96, 0.80, "").holds                 # JENGA loses accuracy
+    assert not R.accuracy_check(0.86, 0.86, "").holds                 # dense has not solved it: nothing is shown
+
+
+def test_finetune_restores_the_weights_and_evaluates_the_fine_tuned_model():
+    model = M.TinyLlama(A.CONFIG, seed=1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seen = []
+    out = R.finetune(model, "dense", 2, 128, 0, batch=A.recall_batch,
+                     evaluate=lambda m: seen.append(sum(float(p.detach().abs().sum()) for p in m.lora_parameters())) or 7)
+    assert out[3] == 7 and len(out[0]) == 2 and seen[0] > 0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())

@@ -15,8 +15,13 @@ long-context task, then LoRA fine-tuned dense and with JENGA's attention token e
 trained-predictor block scores, RoPE at original positions, permutation-free) and MLP token sparsity;
 activation memory is measured exactly with ``torch.autograd.graph.saved_tensors_hooks``. Step times are CPU
 times, not GPU speed-ups. Segment-wise execution runs the MLP checkpointed over token segments; the
-predictor's elastic size prunes its dead ReLU neurons after training. Retrieval accuracy on the planted
-key-value pair is measured after each fine-tuning variant.
+predictor's elastic size prunes its dead ReLU neurons after training (the artifact's elastic predictor).
+
+**Accuracy (``accuracy.py``).** A second tiny model (3 layers, hidden 64) is pre-trained from scratch until dense
+attention solves a SYNTHETIC associative recall at the fine-tuning length (key-value pairs in one distant block,
+queried at the end; only the answers scored), then LoRA fine-tuned dense, with oracle and with predicted blocks;
+each fine-tuned model is scored on fresh sequences evaluated dense (as the paper evaluates) and with its own
+token-sparse forward.
 
 Tool: ``syslab jenga profile --config config.json`` runs one LoRA step dense and with JENGA on a model of your
 shape.
