@@ -97,9 +97,6 @@ KNOWN_GAPS = {
     # restarting loses no more than the ladder on short fail-slows: 0.89x with the detector in the loop (1.00x
     # with perfect detection). The report's sensitivity table sweeps storage bandwidth and checkpoint size.
     ("greyhound", "ladder-vs-restart-transient"),
-    # The tiny JENGA model does not learn the planted key-value retrieval in its quick pre-training (dense 0.016,
-    # chance 0.008), so the check cannot show that JENGA keeps accuracy; it is scored as not shown.
-    ("jenga", "retrieval-accuracy"),
 }
 
 # Claims measured on the wall clock of a shared 2-core machine, whose verdicts flip between runs of the same
