@@ -30,12 +30,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/syslab reproduce --out report $(ARGS)
 
-## make test: the whole test suite. Unit and property tests run in two processes; then the reproductions,
-## negative controls and real-process tests run one at a time, so nothing timed shares the two cores.
+## make test: the whole test suite. Unit and property tests run in two processes; so do the reproductions and
+## negative controls of the systems that may share the cores (deterministic simulations, as `syslab reproduce`
+## runs them), each system's tests in one process; then the timed reproductions and real-process tests run one
+## at a time, so nothing timed shares the two cores.
 ## (pytest exits 5 when a selection holds no test of a phase, e.g. `make test ARGS=tests/core`.)
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m "not slow" -n 2 $(ARGS) || [ $$? -eq 5 ]
-	$(BIN)/python -m pytest -m slow $(ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -m "slow and shared_cores" -n 2 --dist loadgroup $(ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -m "slow and not shared_cores" $(ARGS) || [ $$? -eq 5 ]
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

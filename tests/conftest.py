@@ -26,6 +26,22 @@ def need(dataset: str) -> DataStore:
     return s
 
 
+def shared_cores(key: str) -> list:
+    """Marks for a test that runs ``key``'s whole reproduction: a system the catalog does not run alone
+    (not ``exclusive``: deterministic, nothing timed or counted) may share the two cores with another, so
+    ``make test`` runs these two at a time, each system's tests in one process (its quick result is shared)."""
+    from syslab import catalog
+
+    if catalog.get(key).exclusive:
+        return []
+    return [pytest.mark.shared_cores, pytest.mark.xdist_group(key)]
+
+
+def system_params(keys) -> list:
+    """``keys`` as parameters carrying ``shared_cores``' marks."""
+    return [pytest.param(k, marks=shared_cores(k)) for k in keys]
+
+
 @pytest.fixture(scope="session")
 def quick_reproduction(tmp_path_factory):
     """``quick_reproduction(key)`` -> (result, output folder): the system's quick, seed-0 reproduction, run once

@@ -5,12 +5,12 @@ something other than the mechanism (a band that cannot fail, a handicapped basel
 import pytest
 
 from syslab import catalog
-from tests.conftest import need
+from tests.conftest import need, system_params
 from tests.test_reproductions import DATASETS
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", list(DATASETS))
+@pytest.mark.parametrize("key", system_params(DATASETS))
 def test_no_claim_holds_under_control(key, tmp_path):
     if DATASETS[key]:
         need(DATASETS[key])

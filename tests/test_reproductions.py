@@ -5,7 +5,7 @@ expect. Claims we honestly do not reproduce are listed in KNOWN_GAPS with the re
 import pytest
 
 from syslab import catalog
-from tests.conftest import need
+from tests.conftest import need, system_params
 
 DATASETS = {"stragglers": "straggler_traces", "wlb-llm": "wlb_doc_lengths", "kvcache-wild": None,
             "blitzscale": "azure_llm_2023", "nanoflow": None, "deepserve": "azure_llm_2023",
@@ -125,7 +125,7 @@ NOISY = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", list(DATASETS))
+@pytest.mark.parametrize("key", system_params(DATASETS))
 def test_quick_reproduction(key, quick_reproduction):
     if DATASETS[key]:
         need(DATASETS[key])

@@ -157,6 +157,8 @@ def test_host_cache_switch_sends_serverlessllm_to_nvme():
 
 
 @pytest.mark.slow
+@pytest.mark.shared_cores
+@pytest.mark.xdist_group("blitzscale")
 def test_reproduction_sensitivity_tables_are_consistent_with_the_claims(quick_reproduction):
     need("azure_llm_2023")
     r, _ = quick_reproduction("blitzscale")

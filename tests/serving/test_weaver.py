@@ -233,6 +233,8 @@ def test_tool_refuses_impossible_inputs_naming_the_field(tmp_path, rows, args, f
 # --- the reproduction ------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.shared_cores
+@pytest.mark.xdist_group("weaver")
 def test_reproduction_tables_are_consistent_with_the_claims(quick_reproduction):
     need("azure_llm_2023")
     r, _ = quick_reproduction("weaver")

@@ -206,7 +206,11 @@ def test_finetune_restores_the_weights_and_evaluates_the_fine_tuned_model():
     model = M.TinyLlama(A.CONFIG, seed=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     seen = []
-    out = R.finetune(model, "dense", 2, 128, 0, batch=A.recall_batch,
-                     evaluate=lambda m: seen.append(sum(float(p.detach().abs().sum()) for p in m.lora_parameters())) or 7)
+
+    def evaluate(m):
+        seen.append(sum(float(p.detach().abs().sum()) for p in m.lora_parameters()))
+        return 7
+
+    out = R.finetune(model, "dense", 2, 128, 0, batch=A.recall_batch, evaluate=evaluate)
     assert out[3] == 7 and len(out[0]) == 2 and seen[0] > 0
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
